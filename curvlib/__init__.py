@@ -1,0 +1,24 @@
+"""curvlib: the library behind *From Second-Order Methods to Practical Tricks*.
+
+Submodules are imported on first use (``curvlib.optim`` pulls in torch, ``curvlib.rules``
+does not), so ``import curvlib`` stays cheap.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"rules", "optim", "landscapes", "schedules", "memory", "curvature", "data",
+               "models", "train", "plots", "widgets", "minimizer", "quasi_newton",
+               "second_order", "static"}
+
+
+def __getattr__(name):
+    if name == "minimize":
+        return importlib.import_module(".minimizer", __name__).minimize
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'curvlib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES | {"minimize"})
