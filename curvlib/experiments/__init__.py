@@ -6,3 +6,52 @@ Modules: ``newton`` (ch. 1), ``hessian_cost`` (ch. 2), ``quasi_newton_adam`` (ch
 ``momentum`` (ch. 4), ``regularization`` (ch. 5), ``kronecker`` (ch. 6), ``conditioning`` (ch. 7),
 ``evidence`` (ch. 8), ``diagnose`` (ch. 9), ``summary`` (ch. 10), ``claims`` (appendix).
 """
+
+import json
+import math
+from pathlib import Path
+
+__all__ = ["save_results", "load_results", "RESULTS_DIR"]
+
+#: Where chapters store the numbers other pages (the claims audit, chapter 10) read back.
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "chapters" / "results"
+
+
+def _plain(value):
+    """JSON-safe copy: numpy/torch scalars to float/int, arrays to lists; NaN refused."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"results must be finite numbers, got {value}")
+    return value
+
+
+def save_results(chapter, results, directory=None):
+    """Store a chapter's key measured numbers in ``chapters/results/<chapter>.json``.
+
+    ``chapter`` is the notebook's stem (e.g. ``"04_momentum"``); ``results`` a flat or nested
+    dict of numbers and strings. Round numbers to what the text quotes before saving, so the
+    file is the same on every machine and ``OMP_NUM_THREADS`` setting.
+    """
+    if not isinstance(chapter, str) or not chapter:
+        raise ValueError(f"chapter must be a non-empty string, got {chapter!r}")
+    if not isinstance(results, dict):
+        raise TypeError(f"results must be a dict, got {type(results).__name__}")
+    directory = Path(directory) if directory is not None else RESULTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{chapter}.json"
+    path.write_text(json.dumps(_plain(results), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_results(chapter, directory=None):
+    """Read back what :func:`save_results` stored for ``chapter``."""
+    directory = Path(directory) if directory is not None else RESULTS_DIR
+    path = directory / f"{chapter}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no results for chapter {chapter!r}: run its notebook first ({path})")
+    return json.loads(path.read_text())
