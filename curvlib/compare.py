@@ -1,0 +1,428 @@
+r"""Fair optimizer comparisons: tune every learning rate on one grid, then report over seeds.
+
+A comparison of optimizers says little when one of them ran at a well-chosen learning rate
+and the other at a default, or when each curve is a single lucky run. Following the protocol
+of Choi et al. (2019), "On Empirical Comparisons of Optimizers for Deep Learning",
+arXiv:1910.05446, and Schmidt, Schneider & Hennig (2021), "Descending through a Crowded
+Valley -- Benchmarking Deep Learning Optimizers", ICML, :func:`tune_and_compare` does two
+things for every optimizer, with the same budget for each:
+
+1. **Tune.** Train once per learning rate of the shared grid ``lr_grid`` (on the tuning
+   seeds, which are *not* the reporting seeds) and score the run by ``select``:
+
+   * ``"val_loss"`` (default): cross-entropy on the held-out validation split after the
+     last step -- the honest choice when the question is generalisation;
+   * ``"train_loss"``: full training-set loss after the last step -- the choice when the
+     question is optimisation speed.
+
+   A run that diverges scores :math:`+\infty`. The lowest score wins; the result records
+   whether the winner sits at an edge of the grid (then the grid was too narrow and the
+   comparison is suspect).
+2. **Report.** Train the chosen setting from ``len(seeds)`` fresh seeds (the seed fixes the
+   initial weights and the mini-batch order) and keep every per-step loss, so the figure
+   can show the mean with a band (one standard deviation, or min--max) instead of one run.
+
+For a quantity :math:`x_s` measured on seeds :math:`s = 1..S` the summary is the mean
+:math:`\bar x = \frac1S\sum_s x_s`, the sample standard deviation
+:math:`\sqrt{\frac1{S-1}\sum_s (x_s-\bar x)^2}` and the range :math:`[\min_s x_s, \max_s x_s]`.
+
+Training goes through :func:`curvlib.train.train` when that module is present (the same
+loop every chapter uses); a small private loop with the same meaning stands in otherwise.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ._checks import check_choice, check_int, check_positive
+
+__all__ = ["RunStats", "Comparison", "as_split", "run_once", "run_seeds", "tune_lr",
+           "tune_and_compare", "plot_bands", "summary_rows", "DEFAULT_SEEDS", "LR_GRID"]
+
+#: Five reporting seeds (the minimum the book allows for a comparison).
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+#: A log-spaced grid, half a decade apart, wide enough for SGD and Adam on the digits MLP.
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+#: A loss above this (or NaN/inf) counts as divergence.
+DIVERGENCE_LOSS = 1e3
+
+
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+def _tensor(a, dtype):
+    if isinstance(a, torch.Tensor):
+        return a.to(dtype)
+    return torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+def as_split(data):
+    """Normalise ``data`` to ``(X_train, y_train, X_val, y_val)`` torch tensors.
+
+    Accepts a 4-tuple, a dict with those keys (``X_train``/``x_train`` ...), or an object with
+    such attributes (what :mod:`curvlib.data` returns). Features become float32, labels int64.
+    """
+    names = ("X_train", "y_train", "X_val", "y_val")
+    if isinstance(data, (tuple, list)):
+        if len(data) != 4:
+            raise ValueError(f"data must have 4 parts (X_train, y_train, X_val, y_val), got {len(data)}")
+        parts = list(data)
+    else:
+        get = (lambda k: data.get(k, data.get(k.lower()))) if isinstance(data, dict) else \
+              (lambda k: getattr(data, k, getattr(data, k.lower(), None)))
+        parts = [get(k) for k in names]
+        if any(p is None for p in parts):
+            raise TypeError("data must be (X_train, y_train, X_val, y_val) or have those "
+                            f"fields, got {type(data).__name__}")
+    X_tr, y_tr, X_va, y_va = (_tensor(parts[0], torch.float32), _tensor(parts[1], torch.int64),
+                              _tensor(parts[2], torch.float32), _tensor(parts[3], torch.int64))
+    if len(X_tr) != len(y_tr) or len(X_va) != len(y_va):
+        raise ValueError("data: features and labels must have the same length")
+    if len(X_tr) == 0 or len(X_va) == 0:
+        raise ValueError("data: training and validation splits must be non-empty")
+    return X_tr, y_tr, X_va, y_va
+
+
+# --------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------
+def _loop(model, optimizer, X, y, *, steps, batch_size, seed, schedule, base_lr, loss_fn):
+    """Reference training loop: per-step mini-batch loss, gradient norm and learning rate.
+
+    Returns ``(losses, grad_norms, lrs, diverged_at)``; after a divergence the remaining
+    entries are NaN and ``diverged_at`` is the 0-based step whose loss was non-finite.
+    """
+    gen = torch.Generator().manual_seed(int(seed) + 7919)
+    n = len(X)
+    losses = np.full(steps, np.nan)
+    grad_norms = np.full(steps, np.nan)
+    lrs = np.full(steps, np.nan)
+    order, cursor = None, n
+    for t in range(steps):
+        if batch_size is None or batch_size >= n:
+            xb, yb = X, y
+        else:
+            if cursor + batch_size > n:
+                order, cursor = torch.randperm(n, generator=gen), 0
+            idx = order[cursor:cursor + batch_size]
+            cursor += batch_size
+            xb, yb = X[idx], y[idx]
+        lr = base_lr if schedule is None else schedule(t, base_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        value = float(loss.detach())
+        if not math.isfinite(value) or value > DIVERGENCE_LOSS:
+            return losses, grad_norms, lrs, t
+        loss.backward()
+        gn = math.sqrt(sum(float((p.grad.detach() ** 2).sum())
+                           for p in model.parameters() if p.grad is not None))
+        if not math.isfinite(gn):
+            return losses, grad_norms, lrs, t
+        losses[t], grad_norms[t], lrs[t] = value, gn, lr
+        optimizer.step()
+    return losses, grad_norms, lrs, None
+
+
+@torch.no_grad()
+def _evaluate(model, X, y, loss_fn):
+    out = model(X)
+    loss = float(loss_fn(out, y))
+    acc = float((out.argmax(1) == y).float().mean()) if out.ndim == 2 and out.shape[1] > 1 else math.nan
+    return loss, acc
+
+
+def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, schedule=None,
+             loss_fn=None):
+    """Train ``make_model()`` with ``factory(params, lr)`` for ``steps`` steps from ``seed``.
+
+    ``schedule(step, base_lr) -> lr`` (optional) sets the learning rate of every step.
+    Returns a dict with per-step ``loss``, ``grad_norm``, ``lr`` (numpy arrays, NaN after a
+    divergence), ``diverged_at`` (step or ``None``) and the final full-split ``train_loss``,
+    ``val_loss``, ``val_acc`` (``inf``/``0`` after a divergence).
+    """
+    lr = check_positive("lr", lr)
+    steps = check_int("steps", steps, minimum=1)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+    if not callable(factory):
+        raise TypeError(f"factory must be callable (params, lr) -> optimizer, got {factory!r}")
+    if not callable(make_model):
+        raise TypeError(f"make_model must be callable () -> nn.Module, got {make_model!r}")
+    loss_fn = torch.nn.functional.cross_entropy if loss_fn is None else loss_fn
+    X_tr, y_tr, X_va, y_va = as_split(data)
+    torch.manual_seed(int(seed))
+    model = make_model()
+    optimizer = factory(model.parameters(), lr)
+    losses, gnorms, lrs, diverged_at = _loop(model, optimizer, X_tr, y_tr, steps=steps,
+                                             batch_size=batch_size, seed=seed,
+                                             schedule=schedule, base_lr=lr, loss_fn=loss_fn)
+    if diverged_at is None:
+        train_loss, _ = _evaluate(model, X_tr, y_tr, loss_fn)
+        val_loss, val_acc = _evaluate(model, X_va, y_va, loss_fn)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            diverged_at = steps
+    if diverged_at is not None:
+        train_loss, val_loss, val_acc = math.inf, math.inf, 0.0
+    return {"loss": losses, "grad_norm": gnorms, "lr": lrs, "diverged_at": diverged_at,
+            "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc}
+
+
+# --------------------------------------------------------------------------------------
+# Many seeds
+# --------------------------------------------------------------------------------------
+@dataclass
+class RunStats:
+    """One setting trained from several seeds.
+
+    ``loss`` and ``grad_norm`` are ``(seeds, steps)`` arrays (NaN after a divergence);
+    ``train_loss``, ``val_loss``, ``val_acc`` hold one final value per seed.
+    """
+    name: str
+    lr: float
+    seeds: tuple
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    train_loss: np.ndarray
+    val_loss: np.ndarray
+    val_acc: np.ndarray
+    diverged: list = field(default_factory=list)
+
+    @property
+    def steps(self):
+        return np.arange(self.loss.shape[1])
+
+    def _per_step(self, fn):
+        with np.errstate(all="ignore"):
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return fn(self.loss, axis=0)
+
+    @property
+    def mean(self):
+        """Per-step mean loss over the seeds that have not diverged by that step."""
+        return self._per_step(np.nanmean)
+
+    @property
+    def std(self):
+        """Per-step sample standard deviation (ddof=1) of the loss over seeds."""
+        return self._per_step(lambda a, axis: np.nanstd(a, axis=axis, ddof=1))
+
+    @property
+    def low(self):
+        return self._per_step(np.nanmin)
+
+    @property
+    def high(self):
+        return self._per_step(np.nanmax)
+
+    def final(self, metric="val_acc"):
+        """``(mean, std, min, max)`` of a final metric over seeds."""
+        check_choice("metric", metric, {"train_loss", "val_loss", "val_acc"})
+        x = np.asarray(getattr(self, metric), dtype=float)
+        std = float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+        return float(np.mean(x)), std, float(np.min(x)), float(np.max(x))
+
+    def steps_to(self, target):
+        """Per seed, the first step whose loss is <= ``target`` (``inf`` if never)."""
+        hit = self.loss <= target
+        return np.array([float(np.argmax(h)) if h.any() else math.inf for h in hit])
+
+
+def run_seeds(factory, lr, make_model, data, *, steps, seeds=DEFAULT_SEEDS, batch_size=None,
+              schedule=None, loss_fn=None, name=""):
+    """:func:`run_once` from each seed in ``seeds``; returns a :class:`RunStats`."""
+    seeds = tuple(check_int("seeds", s) for s in seeds)
+    if len(seeds) == 0:
+        raise ValueError("seeds must not be empty")
+    runs = [run_once(factory, lr, make_model, data, steps=steps, seed=s, batch_size=batch_size,
+                     schedule=schedule, loss_fn=loss_fn) for s in seeds]
+    return RunStats(name=name, lr=float(lr), seeds=seeds,
+                    loss=np.stack([r["loss"] for r in runs]),
+                    grad_norm=np.stack([r["grad_norm"] for r in runs]),
+                    train_loss=np.array([r["train_loss"] for r in runs]),
+                    val_loss=np.array([r["val_loss"] for r in runs]),
+                    val_acc=np.array([r["val_acc"] for r in runs]),
+                    diverged=[(s, r["diverged_at"]) for s, r in zip(seeds, runs)
+                              if r["diverged_at"] is not None])
+
+
+# --------------------------------------------------------------------------------------
+# Tuning and the comparison
+# --------------------------------------------------------------------------------------
+def _check_grid(lr_grid):
+    try:
+        grid = sorted(check_positive("lr_grid", v) for v in lr_grid)
+    except TypeError:
+        raise TypeError(f"lr_grid must be a sequence of positive numbers, got {lr_grid!r}") from None
+    if not grid:
+        raise ValueError("lr_grid must not be empty")
+    return grid
+
+
+def tune_lr(factory, lr_grid, make_model, data, *, steps, tune_seeds=(100,), batch_size=None,
+            schedule=None, select="val_loss", loss_fn=None):
+    """Score every learning rate in ``lr_grid``; return ``(best_lr, {lr: score})``.
+
+    The score is the mean over ``tune_seeds`` of the final ``select`` metric (``"val_loss"``
+    or ``"train_loss"``), ``inf`` for a diverged run. Ties go to the smaller learning rate.
+    """
+    check_choice("select", select, {"val_loss", "train_loss"})
+    grid = _check_grid(lr_grid)
+    scores = {}
+    for lr in grid:
+        vals = [run_once(factory, lr, make_model, data, steps=steps, seed=s,
+                         batch_size=batch_size, schedule=schedule, loss_fn=loss_fn)[select]
+                for s in tune_seeds]
+        scores[lr] = float(np.mean(vals))
+    best = min(grid, key=lambda lr: (scores[lr], lr))
+    if not math.isfinite(scores[best]):
+        raise RuntimeError("every learning rate in lr_grid diverged; extend the grid downwards")
+    return best, scores
+
+
+@dataclass
+class Comparison:
+    """What :func:`tune_and_compare` found.
+
+    ``scores[name][lr]`` is the tuning score, ``best_lr[name]`` the chosen rate,
+    ``at_edge[name]`` whether it is the smallest or largest rate of the grid, ``runs[name]``
+    the :class:`RunStats` of the chosen rate over the reporting seeds.
+    """
+    select: str
+    lr_grid: tuple
+    scores: dict
+    best_lr: dict
+    at_edge: dict
+    runs: dict
+
+    def __getitem__(self, name):
+        return self.runs[name]
+
+    @property
+    def names(self):
+        return list(self.runs)
+
+
+def tune_and_compare(optimizers, lr_grid, make_model, data, *, steps, seeds=DEFAULT_SEEDS,
+                     batch_size=None, select="val_loss", tune_seeds=(100,), schedule=None,
+                     loss_fn=None, min_seeds=5):
+    """Tune each optimizer's learning rate on ``lr_grid``, then train it from every seed.
+
+    Parameters
+    ----------
+    optimizers : dict name -> ``factory(params, lr) -> torch.optim.Optimizer``
+    lr_grid : the learning rates every optimizer is tuned over (the same for all).
+    make_model : ``() -> nn.Module``; called after ``torch.manual_seed(seed)``.
+    data : ``(X_train, y_train, X_val, y_val)`` or an object/dict with those fields.
+    steps, batch_size : the budget, equal for every optimizer (``batch_size=None``: full batch).
+    seeds : reporting seeds (at least ``min_seeds``, default 5); ``tune_seeds`` are separate,
+        so the rate is not chosen on the runs that are reported.
+    select : ``"val_loss"`` or ``"train_loss"``, the tuning criterion (see the module docstring).
+    schedule : ``None``, a ``(step, base_lr) -> lr`` function for every optimizer, or a dict
+        name -> such a function (``None`` entries mean constant).
+    """
+    if not isinstance(optimizers, dict) or not optimizers:
+        raise TypeError("optimizers must be a non-empty dict name -> factory(params, lr)")
+    for name, f in optimizers.items():
+        if not callable(f):
+            raise TypeError(f"optimizers[{name!r}] must be callable (params, lr) -> optimizer")
+    min_seeds = check_int("min_seeds", min_seeds, minimum=1)
+    seeds = tuple(seeds)
+    if len(seeds) < min_seeds:
+        raise ValueError(f"seeds must hold at least {min_seeds} seeds for a fair comparison, "
+                         f"got {len(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    grid = _check_grid(lr_grid)
+    if isinstance(schedule, dict):
+        unknown = set(schedule) - set(optimizers)
+        if unknown:
+            raise ValueError(f"schedule has entries for unknown optimizers: {sorted(unknown)}")
+        schedules = {name: schedule.get(name) for name in optimizers}
+    else:
+        if schedule is not None and not callable(schedule):
+            raise TypeError("schedule must be None, a (step, base_lr) -> lr function or a dict")
+        schedules = {name: schedule for name in optimizers}
+
+    scores, best_lr, at_edge, runs = {}, {}, {}, {}
+    for name, factory in optimizers.items():
+        best, sc = tune_lr(factory, grid, make_model, data, steps=steps, tune_seeds=tune_seeds,
+                           batch_size=batch_size, schedule=schedules[name], select=select,
+                           loss_fn=loss_fn)
+        scores[name], best_lr[name] = sc, best
+        at_edge[name] = len(grid) > 1 and best in (grid[0], grid[-1])
+        runs[name] = run_seeds(factory, best, make_model, data, steps=steps, seeds=seeds,
+                               batch_size=batch_size, schedule=schedules[name],
+                               loss_fn=loss_fn, name=name)
+    return Comparison(select=select, lr_grid=tuple(grid), scores=scores, best_lr=best_lr,
+                      at_edge=at_edge, runs=runs)
+
+
+# --------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------
+def _as_runs(result):
+    if isinstance(result, Comparison):
+        return list(result.runs.values())
+    if isinstance(result, RunStats):
+        return [result]
+    if isinstance(result, dict):
+        return list(result.values())
+    return list(result)
+
+
+def plot_bands(result, ax=None, *, band="std", logy=True, quantity="loss", title=None,
+               labels=None):
+    """Mean curve per setting with a band over seeds: ``band="std"`` (mean +- one standard
+    deviation) or ``"minmax"`` (the range of the seeds). ``result`` is a :class:`Comparison`,
+    a :class:`RunStats`, or a list/dict of them. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+    check_choice("band", band, {"std", "minmax"})
+    check_choice("quantity", quantity, {"loss", "grad_norm"})
+    runs = _as_runs(result)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for i, r in enumerate(runs):
+        rr = r if quantity == "loss" else RunStats(r.name, r.lr, r.seeds, r.grad_norm,
+                                                    r.grad_norm, r.train_loss, r.val_loss,
+                                                    r.val_acc, r.diverged)
+        mean = rr.mean
+        lo, hi = (mean - rr.std, mean + rr.std) if band == "std" else (rr.low, rr.high)
+        if logy:
+            lo = np.where(lo > 0, lo, np.nan)
+        label = labels[i] if labels else f"{r.name} (lr={r.lr:g}, {len(r.seeds)} seeds)"
+        line, = ax.plot(rr.steps, mean, lw=1.6, label=label)
+        ax.fill_between(rr.steps, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss" if quantity == "loss" else "gradient norm")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def summary_rows(result, digits=3):
+    """One row per setting: name, lr, final train loss / val loss / val accuracy as
+    ``mean +- std [min, max]`` strings rounded to ``digits`` significant digits, and the
+    number of diverged seeds. Printable with any table tool, stable across thread counts.
+    """
+    digits = check_int("digits", digits, minimum=1)
+    g = lambda v: f"{v:.{digits}g}"
+    rows = []
+    for r in _as_runs(result):
+        row = {"name": r.name, "lr": f"{r.lr:g}", "seeds": len(r.seeds)}
+        for metric in ("train_loss", "val_loss", "val_acc"):
+            m, s, lo, hi = r.final(metric)
+            row[metric] = f"{g(m)} ± {g(s)} [{g(lo)}, {g(hi)}]"
+        row["diverged"] = len(r.diverged)
+        rows.append(row)
+    return rows

@@ -1,0 +1,166 @@
+"""curvlib.compare: tuning on a shared grid, seeds, spreads, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from curvlib import compare
+
+
+def _data(n_train=300, n_val=150):
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(X))
+    tr, va = idx[:n_train], idx[n_train:n_train + n_val]
+    return X[tr], y[tr], X[va], y[va]
+
+
+DATA = _data()
+
+
+def make_model():
+    return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
+
+
+def sgd(params, lr):
+    return torch.optim.SGD(params, lr=lr)
+
+
+def adam(params, lr):
+    return torch.optim.Adam(params, lr=lr)
+
+
+def test_as_split_accepts_tuple_dict_object():
+    X, y, Xv, yv = DATA
+    a = compare.as_split(DATA)
+    b = compare.as_split({"X_train": X, "y_train": y, "X_val": Xv, "y_val": yv})
+
+    class D:
+        x_train, y_train, x_val, y_val = X, y, Xv, yv
+    c = compare.as_split(D())
+    for p, q, r in zip(a, b, c):
+        assert torch.equal(p, q) and torch.equal(p, r)
+    assert a[0].dtype == torch.float32 and a[1].dtype == torch.int64
+
+
+def test_run_once_is_reproducible_and_seed_dependent():
+    r1 = compare.run_once(adam, 1e-2, make_model, DATA, steps=30, seed=3, batch_size=64)
+    r2 = compare.run_once(adam, 1e-2, make_model, DATA, steps=30, seed=3, batch_size=64)
+    r3 = compare.run_once(adam, 1e-2, make_model, DATA, steps=30, seed=4, batch_size=64)
+    np.testing.assert_array_equal(r1["loss"], r2["loss"])
+    assert not np.array_equal(r1["loss"], r3["loss"])
+    assert r1["diverged_at"] is None
+    assert r1["loss"][-1] < r1["loss"][0]          # it learns
+    assert 0.0 <= r1["val_acc"] <= 1.0
+    np.testing.assert_allclose(r1["lr"], 1e-2)
+
+
+def test_schedule_sets_each_step_lr():
+    sched = lambda t, base: base * (t + 1) / 10
+    r = compare.run_once(sgd, 0.5, make_model, DATA, steps=10, seed=0, schedule=sched)
+    np.testing.assert_allclose(r["lr"], 0.5 * np.arange(1, 11) / 10)
+
+
+def test_divergence_is_recorded_not_raised():
+    r = compare.run_once(sgd, 1e4, make_model, DATA, steps=50, seed=0)
+    assert r["diverged_at"] is not None and r["diverged_at"] < 50
+    assert math.isinf(r["val_loss"]) and r["val_acc"] == 0.0
+    assert np.isnan(r["loss"][r["diverged_at"]:]).all()
+
+
+def test_tune_lr_picks_the_grid_point_with_lowest_score():
+    grid = [1e-3, 1e-1, 1e4]
+    best, scores = compare.tune_lr(sgd, grid, make_model, DATA, steps=60, select="train_loss")
+    assert set(scores) == set(grid)
+    assert math.isinf(scores[1e4])                     # divergent rate scores +inf
+    assert best == min(scores, key=scores.get) == 1e-1  # tiny lr barely moves in 60 steps
+
+
+def test_tune_lr_all_diverged_raises():
+    with pytest.raises(RuntimeError, match="diverged"):
+        compare.tune_lr(sgd, [1e4, 1e5], make_model, DATA, steps=20)
+
+
+def test_tune_and_compare_fair_protocol():
+    grid = [1e-3, 1e-2, 1e-1, 1.0]
+    res = compare.tune_and_compare({"SGD": sgd, "Adam": adam}, grid, make_model, DATA,
+                                   steps=40, batch_size=100)
+    assert res.names == ["SGD", "Adam"]
+    for name in res.names:
+        assert set(res.scores[name]) == set(grid)       # same grid for every optimizer
+        assert res.best_lr[name] == min(grid, key=lambda lr: (res.scores[name][lr], lr))
+        r = res[name]
+        assert r.lr == res.best_lr[name]
+        assert r.loss.shape == (5, 40) and len(r.val_acc) == 5
+        assert (r.std > 0).any()                         # seeds really differ
+        assert np.all(r.low <= r.mean + 1e-12) and np.all(r.mean <= r.high + 1e-12)
+        m, s, lo, hi = r.final("val_acc")
+        assert lo <= m <= hi and s >= 0
+        assert res.at_edge[name] == (res.best_lr[name] in (grid[0], grid[-1]))
+    # Adam's best rate is smaller than SGD's on this problem (textbook behaviour)
+    assert res.best_lr["Adam"] < res.best_lr["SGD"]
+    rows = compare.summary_rows(res)
+    assert rows[0]["name"] == "SGD" and "±" in rows[0]["val_acc"] and rows[0]["seeds"] == 5
+
+
+def test_select_changes_the_criterion():
+    grid = [1e-2, 1e-1, 1.0]
+    b_tr, s_tr = compare.tune_lr(sgd, grid, make_model, DATA, steps=30, select="train_loss")
+    b_va, s_va = compare.tune_lr(sgd, grid, make_model, DATA, steps=30, select="val_loss")
+    assert s_tr != s_va
+
+
+def test_per_optimizer_schedules():
+    warm = lambda t, base: base * min(1.0, (t + 1) / 20)
+    res = compare.tune_and_compare({"const": sgd, "warm": sgd}, [0.1], make_model, DATA,
+                                   steps=20, schedule={"warm": warm})
+    assert not np.allclose(res["const"].loss, res["warm"].loss)
+
+
+def test_steps_to_target():
+    r = compare.run_seeds(sgd, 0.5, make_model, DATA, steps=50, seeds=range(5))
+    target = float(np.nanmax(r.loss[:, -1]))
+    hits = r.steps_to(target)
+    assert np.all(np.isfinite(hits)) and np.all(hits <= 49)
+    assert np.all(np.isinf(r.steps_to(-1.0)))
+
+
+def test_plot_bands_draws_one_band_per_setting():
+    import matplotlib
+    matplotlib.use("Agg")
+    r1 = compare.run_seeds(sgd, 0.1, make_model, DATA, steps=15, seeds=range(5), name="a")
+    r2 = compare.run_seeds(adam, 1e-2, make_model, DATA, steps=15, seeds=range(5), name="b")
+    ax = compare.plot_bands([r1, r2], band="minmax")
+    assert len(ax.lines) == 2 and len(ax.collections) == 2
+    ax = compare.plot_bands(r1, quantity="grad_norm", logy=False)
+    assert ax.get_ylabel() == "gradient norm"
+
+
+@pytest.mark.parametrize("kwargs, exc, word", [
+    ({"seeds": (0, 1, 2)}, ValueError, "seeds"),
+    ({"seeds": (0, 0, 1, 2, 3)}, ValueError, "seeds"),
+    ({"select": "accuracy"}, ValueError, "select"),
+    ({"lr_grid": [-1.0]}, ValueError, "lr_grid"),
+    ({"lr_grid": []}, ValueError, "lr_grid"),
+    ({"steps": 0}, ValueError, "steps"),
+    ({"optimizers": {}}, TypeError, "optimizers"),
+    ({"optimizers": {"x": 3}}, TypeError, "optimizers"),
+    ({"schedule": {"nope": None}}, ValueError, "schedule"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+])
+def test_bad_input(kwargs, exc, word):
+    args = {"optimizers": {"SGD": sgd}, "lr_grid": [0.1], "make_model": make_model,
+            "data": DATA, "steps": 2}
+    args.update(kwargs)
+    with pytest.raises(exc, match=word):
+        compare.tune_and_compare(**args)
+
+
+def test_bad_data():
+    with pytest.raises(ValueError, match="data"):
+        compare.as_split((1, 2, 3))
+    with pytest.raises(TypeError, match="data"):
+        compare.as_split({"X_train": DATA[0]})
