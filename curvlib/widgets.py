@@ -1,0 +1,454 @@
+r"""Interactive figures that work in a live kernel *and* on the static website.
+
+An :class:`Explorer` is a figure that depends on a few controls, each with a short list of
+values. You write one function that draws the figure for one choice of values::
+
+    def render(fig, kappa, method):
+        ax = fig.subplots()
+        ...                                     # draw on ax
+        return f"{method}: 42 steps to 1e-8"    # optional one-line summary
+
+    Explorer(render, {"kappa": [1, 10, 100, 1000], "method": ["gd", "newton"]})
+
+and the Explorer does the rest:
+
+* in a running notebook it shows ipywidgets controls (a slider for numbers, a drop-down
+  for anything else) and redraws the figure when one moves;
+* in the same cell's output it also stores a kernel-free copy: one PNG frame for every
+  combination of values, plus range inputs / selects and a few lines of inline JavaScript
+  that swap the frame. The book's HTML build shows that copy, so the figure stays
+  interactive on a static page with no kernel and no external script.
+
+A run that blows up is a result, not a crash: ``render`` may raise :class:`Diverged`
+(or let a ``FloatingPointError``/``OverflowError`` escape), or simply return a summary such
+as ``"diverged at step 12"``; the Explorer shows that text under the figure, in red, and
+never an exception or an empty plot. :func:`divergence_step` finds the step for you.
+
+Chapter modules list their Explorer factories (functions of no argument returning an
+Explorer) in a module-level ``EXPLORERS`` list; :func:`discover` collects them so the tests
+and ``benchmarks/widgets.py`` drive every widget of the book without a registry.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import io
+import itertools
+import json
+import math
+import numbers
+import pkgutil
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import check_int, check_positive
+
+__all__ = ["Explorer", "Frame", "Diverged", "divergence_step", "format_value", "discover"]
+
+#: Mimetype of an ipywidgets view, as Jupyter front ends and myst-nb know it.
+WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+
+
+class Diverged(ArithmeticError):
+    """Raised (or returned as text) by a render function whose run blew up at ``step``."""
+
+    def __init__(self, step):
+        self.step = int(step)
+        super().__init__(f"diverged at step {self.step}")
+
+
+def divergence_step(values, *, limit=1e12):
+    r"""Index of the first entry of ``values`` that is not finite or exceeds ``limit`` in size.
+
+    Returns ``None`` when every entry is finite and :math:`|v_k| \le` ``limit``. Use it on a loss
+    history or on the norms of an iterate path: ``k = divergence_step(losses)``; then
+    ``raise Diverged(k)`` or return ``f"diverged at step {k}"``.
+    """
+    limit = check_positive("limit", limit)
+    v = np.asarray(values, dtype=float).reshape(len(values), -1) if len(values) else np.zeros((0, 1))
+    bad = ~np.isfinite(v).all(axis=1) | (np.abs(np.nan_to_num(v, nan=0.0)) > limit).any(axis=1)
+    idx = np.flatnonzero(bad)
+    return int(idx[0]) if idx.size else None
+
+
+def format_value(value):
+    """The label a control shows for ``value``: ``1e-05``, ``0.9``, ``100``, ``'newton'``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return f"{float(value):g}" if isinstance(value, float) or not float(value).is_integer() \
+            else str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One precomputed picture of an Explorer: the control values, the PNG and the summary."""
+
+    values: tuple          # ((name, value), ...) in control order
+    png: bytes
+    text: str
+    diverged: bool
+
+    def as_dict(self):
+        return dict(self.values)
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+class Explorer:
+    r"""A figure driven by a few discrete controls, live in a notebook, frame-swapped on the web.
+
+    Parameters
+    ----------
+    render : callable
+        ``render(fig, **values)`` draws on the :class:`matplotlib.figure.Figure` ``fig``
+        (call ``fig.subplots()``) and returns ``None`` or a short summary string. It may raise
+        :class:`Diverged`; the Explorer catches that, ``FloatingPointError`` and
+        ``OverflowError`` and shows "diverged ..." instead of a traceback.
+    controls : dict
+        ``{name: [value, ...]}``, in display order. Lists of numbers become sliders, anything
+        else a drop-down. Names are the keyword arguments of ``render``.
+    labels : dict, optional
+        Display names, e.g. ``{"kappa": "condition number κ"}`` (plain text, no LaTeX: the
+        same label appears on the static page).
+    initial : dict, optional
+        Starting values (each must be in its control's list); default: each list's first value.
+    figsize, dpi : figure size in inches and resolution of the frames. The defaults give
+        512 x 288 pixel frames of about 15 kB each.
+    layout : str or None
+        Matplotlib layout engine; ``"constrained"`` never clips labels but draws twice, so
+        pass ``None`` (and ``fig.subplots_adjust``) for a widget that must update faster.
+    max_frames : int
+        Upper bound on the number of value combinations (the static page stores one frame
+        each); the default of 48 keeps a widget below about 1 MB.
+    alt : str, optional
+        Alternative text of the figure for screen readers.
+    """
+
+    def __init__(self, render, controls, *, labels=None, initial=None, figsize=(6.4, 3.6),
+                 dpi=80, layout="constrained", max_frames=48, alt=None):
+        if not callable(render):
+            raise TypeError(f"render must be callable, got {render!r}")
+        if not isinstance(controls, dict) or not controls:
+            raise TypeError(f"controls must be a non-empty dict of name -> list of values, "
+                            f"got {controls!r}")
+        self._controls = {}
+        for name, values in controls.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"controls keys must be identifiers, got {name!r}")
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+                raise TypeError(f"controls[{name!r}] must be a list of values, got {values!r}")
+            values = tuple(values)
+            if not values:
+                raise ValueError(f"controls[{name!r}] must not be empty")
+            if len({format_value(v) for v in values}) != len(values):
+                raise ValueError(f"controls[{name!r}] has repeated values: {list(values)}")
+            self._controls[name] = values
+        max_frames = check_int("max_frames", max_frames, minimum=1)
+        n = math.prod(len(v) for v in self._controls.values())
+        if n > max_frames:
+            raise ValueError(f"controls give {n} frames, more than max_frames={max_frames}: "
+                             f"use fewer values (each frame is stored on the static page)")
+        self._labels = {name: name for name in self._controls}
+        for name, label in (labels or {}).items():
+            if name not in self._controls:
+                raise ValueError(f"labels names unknown control {name!r}")
+            self._labels[name] = str(label)
+        self._values = {name: values[0] for name, values in self._controls.items()}
+        if initial:
+            self._values.update(self._check_values(initial, "initial"))
+        if (not isinstance(figsize, (tuple, list)) or len(figsize) != 2):
+            raise TypeError(f"figsize must be a pair (width, height) in inches, got {figsize!r}")
+        self._figsize = (check_positive("figsize[0]", figsize[0]),
+                         check_positive("figsize[1]", figsize[1]))
+        self._dpi = check_positive("dpi", dpi)
+        self._layout = layout
+        self._render = render
+        self._alt = alt if alt is not None else \
+            f"Figure with controls {', '.join(self._labels.values())}"
+        self._cache = {}
+        self._widget = None
+        self.control_widgets = {}   # name -> ipywidgets control, once widget() was built
+        self.image_widget = None
+        self.text_widget = None
+
+    # ---------------------------------------------------------------- values and frames
+    @property
+    def controls(self):
+        """``{name: (value, ...)}``: every control and its values, in display order."""
+        return dict(self._controls)
+
+    @property
+    def values(self):
+        """The current value of each control."""
+        return dict(self._values)
+
+    def _check_values(self, values, argname="values"):
+        out = {}
+        for name, value in values.items():
+            if name not in self._controls:
+                raise ValueError(f"{argname}: unknown control {name!r}; "
+                                 f"controls are {list(self._controls)}")
+            if value not in self._controls[name]:
+                raise ValueError(f"{argname}: {name} must be one of "
+                                 f"{list(self._controls[name])}, got {value!r}")
+            # store the control's own object (1 and 1.0 compare equal but label differently)
+            out[name] = self._controls[name][self._controls[name].index(value)]
+        return out
+
+    def _key(self, values):
+        return tuple(self._controls[n].index(values[n]) for n in self._controls)
+
+    def draw(self, **values):
+        """Render one frame afresh (no cache): what a live update costs. Unset controls keep
+        their current values."""
+        full = {**self._values, **self._check_values(values)}
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=self._figsize, dpi=self._dpi, layout=self._layout)
+        text, diverged = "", False
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                result = self._render(fig, **full)
+            except Diverged as exc:
+                text, diverged = str(exc), True
+            except (FloatingPointError, OverflowError) as exc:
+                text, diverged = f"diverged ({exc})", True
+            else:
+                if result is not None:
+                    if not isinstance(result, str):
+                        raise TypeError(f"render must return None or a str, got {result!r}")
+                    text = result
+                    diverged = "diverged" in result.lower()
+        if not any(ax.has_data() for ax in fig.axes):
+            # never an empty plot: say what happened where the plot would be
+            fig.text(0.5, 0.5, text or "nothing to draw for these values", ha="center",
+                     va="center", fontsize=13, color="#b00020" if diverged else "0.3",
+                     wrap=True)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=self._dpi, facecolor="white",
+                    metadata={"Software": None})
+        png = _shrink_png(buf.getvalue())
+        return Frame(tuple((n, full[n]) for n in self._controls), png, text, diverged)
+
+    def frame(self, **values):
+        """The frame for these values (unset controls keep their current values), cached."""
+        full = {**self._values, **self._check_values(values)}
+        key = self._key(full)
+        if key not in self._cache:
+            self._cache[key] = self.draw(**full)
+        return self._cache[key]
+
+    def frames(self):
+        """Every frame, in row-major order over the controls (the last control varies fastest)."""
+        names = list(self._controls)
+        return [self.frame(**dict(zip(names, combo)))
+                for combo in itertools.product(*self._controls.values())]
+
+    def set(self, **values):
+        """Move controls from Python, as a reader would; returns the frame now shown.
+
+        The live widget (if built) follows, so tests can drive the real ipywidgets too.
+        """
+        self._values.update(self._check_values(values))
+        if self._widget is not None:
+            for name, value in self._values.items():
+                if self.control_widgets[name].value != value:
+                    self.control_widgets[name].value = value
+        return self._show()
+
+    def _show(self):
+        frame = self.frame()
+        if self._widget is not None:
+            if self.image_widget.value != frame.png:
+                self.image_widget.value = frame.png
+            self.text_widget.value = _text_html(frame)
+        return frame
+
+    # ---------------------------------------------------------------- live ipywidgets view
+    def widget(self):
+        """The ipywidgets view (built once): controls, the figure and the summary line."""
+        if self._widget is None:
+            import ipywidgets as w
+            for name, values in self._controls.items():
+                options = [(format_value(v), v) for v in values]
+                if all(_is_number(v) for v in values) and len(values) > 1:
+                    ctrl = w.SelectionSlider(options=options, value=self._values[name],
+                                             description=self._labels[name],
+                                             continuous_update=True,
+                                             style={"description_width": "initial"})
+                else:
+                    ctrl = w.Dropdown(options=options, value=self._values[name],
+                                      description=self._labels[name],
+                                      style={"description_width": "initial"})
+                ctrl.observe(self._on_change, names="value")
+                self.control_widgets[name] = ctrl
+            frame = self.frame()
+            self.image_widget = w.Image(value=frame.png, format="png",
+                                        layout=w.Layout(max_width="100%", height="auto"))
+            self.text_widget = w.HTML(_text_html(frame))
+            self._widget = w.VBox([w.HBox(list(self.control_widgets.values()),
+                                          layout=w.Layout(flex_flow="row wrap")),
+                                   self.image_widget, self.text_widget])
+        return self._widget
+
+    def _on_change(self, change):
+        for name, ctrl in self.control_widgets.items():
+            self._values[name] = ctrl.value
+        self._show()
+
+    # ---------------------------------------------------------------- static page
+    def to_html(self):
+        """Self-contained HTML: every frame, range inputs / selects and an inline script."""
+        names = list(self._controls)
+        images, image_index, frames = [], {}, []
+        for fr in self.frames():
+            if fr.png not in image_index:  # identical pictures are stored once
+                image_index[fr.png] = len(images)
+                images.append("data:image/png;base64," + base64.b64encode(fr.png).decode())
+            frames.append([image_index[fr.png], fr.text, int(fr.diverged)])
+        current = self.frame()
+        inputs = []
+        for i, name in enumerate(names):
+            values = self._controls[name]
+            pos = values.index(self._values[name])
+            label = html.escape(self._labels[name])
+            if all(_is_number(v) for v in values) and len(values) > 1:
+                inputs.append(
+                    f'<label class="cx-control"><span>{label}</span>'
+                    f'<input type="range" min="0" max="{len(values) - 1}" step="1" '
+                    f'value="{pos}" data-cx="{i}" aria-label="{label}">'
+                    f'<output>{html.escape(format_value(values[pos]))}</output></label>')
+            else:
+                options = "".join(
+                    f'<option value="{j}"{" selected" if j == pos else ""}>'
+                    f'{html.escape(format_value(v))}</option>' for j, v in enumerate(values))
+                inputs.append(f'<label class="cx-control"><span>{label}</span>'
+                              f'<select data-cx="{i}" aria-label="{label}">{options}</select>'
+                              f'</label>')
+        data = {"labels": [[format_value(v) for v in self._controls[n]] for n in names],
+                "images": images, "frames": frames}
+        width, height = (round(s * self._dpi) for s in self._figsize)
+        return (
+            '<div class="curvlib-explorer">' + _STYLE
+            + '<div class="cx-controls">' + "".join(inputs) + "</div>"
+            + f'<img class="cx-frame" width="{width}" height="{height}" '
+              f'alt="{html.escape(self._alt)}" src="{images[image_index[current.png]]}">'
+            + f'<p class="cx-text{" cx-diverged" if current.diverged else ""}" '
+              f'aria-live="polite">{html.escape(current.text)}</p>'
+            + '<script type="application/json" class="cx-data">' + _json_for_script(data)
+            + "</script><script>" + _SCRIPT + "</script></div>")
+
+    def __repr__(self):
+        spec = ", ".join(f"{n}={format_value(v)}" for n, v in self._values.items())
+        n = math.prod(len(v) for v in self._controls.values())
+        text = self.frame().text
+        return f"Explorer({spec}; {n} frames)" + (f"\n{text}" if text else "")
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": repr(self), "text/html": self.to_html()}
+        view = self.widget()
+        if view._view_name is not None:
+            bundle[WIDGET_VIEW_MIMETYPE] = {"version_major": 2, "version_minor": 0,
+                                            "model_id": view.model_id}
+        if include:
+            bundle = {k: v for k, v in bundle.items() if k in include}
+        if exclude:
+            bundle = {k: v for k, v in bundle.items() if k not in exclude}
+        return bundle
+
+
+def _shrink_png(png):
+    """Re-encode a matplotlib PNG with a 256-colour palette: about 3x smaller, same look, ~10 ms."""
+    from PIL import Image
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    out = io.BytesIO()
+    img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+        out, format="PNG")
+    return out.getvalue()
+
+
+def _text_html(frame):
+    color = "#b00020" if frame.diverged else "inherit"
+    return (f'<span style="color:{color};font-family:monospace">'
+            f"{html.escape(frame.text) or '&nbsp;'}</span>")
+
+
+def _json_for_script(obj):
+    """JSON that is safe inside a <script> element."""
+    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+_STYLE = (
+    "<style>.curvlib-explorer{margin:.5em 0;max-width:100%}"
+    ".curvlib-explorer .cx-controls{display:flex;flex-wrap:wrap;gap:.3em 1.5em;"
+    "margin-bottom:.4em;font-size:.9em}"
+    ".curvlib-explorer .cx-control{display:flex;align-items:center;gap:.5em}"
+    ".curvlib-explorer input[type=range]{width:10em;max-width:45vw}"
+    ".curvlib-explorer output{font-family:monospace;min-width:4ch}"
+    ".curvlib-explorer select{font:inherit;padding:.1em .3em}"
+    ".curvlib-explorer img.cx-frame{display:block;max-width:100%;height:auto;"
+    "background:#fff;border-radius:4px}"
+    ".curvlib-explorer .cx-text{font-family:monospace;font-size:.9em;margin:.3em 0 0;"
+    "min-height:1.4em}.curvlib-explorer .cx-diverged{color:#d32f2f;font-weight:600}"
+    "</style>")
+
+# Kernel-free counterpart of the live widget: pick the frame for the chosen values.
+_SCRIPT = (
+    "(function(){var root=document.currentScript.parentNode;"
+    "var data=JSON.parse(root.querySelector('script.cx-data').textContent);"
+    "var inputs=root.querySelectorAll('[data-cx]');"
+    "var img=root.querySelector('img.cx-frame'),txt=root.querySelector('.cx-text');"
+    "function update(){var k=0;for(var i=0;i<inputs.length;i++){var j=+inputs[i].value;"
+    "k=k*data.labels[i].length+j;var out=inputs[i].parentNode.querySelector('output');"
+    "if(out){out.textContent=data.labels[i][j];}}"
+    "var f=data.frames[k];img.src=data.images[f[0]];txt.textContent=f[1];"
+    "txt.classList.toggle('cx-diverged',f[2]===1);}"
+    "for(var i=0;i<inputs.length;i++){inputs[i].addEventListener('input',update);"
+    "inputs[i].addEventListener('change',update);}})();")
+
+
+def discover(package="curvlib"):
+    """Every Explorer factory of the book: ``{"module.function": factory}``.
+
+    Imports each submodule of ``package`` and collects the functions listed in its
+    module-level ``EXPLORERS`` list (factories taking no argument and returning an
+    :class:`Explorer`). No registry, no import-time side effects.
+    """
+    pkg = importlib.import_module(package)
+    found = {}
+    for info in sorted(pkgutil.walk_packages(pkg.__path__, prefix=package + "."),
+                       key=lambda m: m.name):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        module = importlib.import_module(info.name)
+        for factory in getattr(module, "EXPLORERS", ()):
+            if not callable(factory):
+                raise TypeError(f"{info.name}.EXPLORERS must list callables, got {factory!r}")
+            found[f"{info.name}.{factory.__name__}"] = factory
+    return found
+
+
+def time_update(explorer, repeat=3):
+    """Median seconds of one uncached update (render + PNG) for each control's extreme values.
+
+    Used by ``benchmarks/widgets.py``; returns ``{(name, value): seconds}``.
+    """
+    repeat = check_int("repeat", repeat, minimum=1)
+    out = {}
+    for name, values in explorer.controls.items():
+        for value in dict.fromkeys((values[0], values[-1])):
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                explorer.draw(**{name: value})
+                times.append(time.perf_counter() - t0)
+            out[(name, value)] = float(np.median(times))
+    return out

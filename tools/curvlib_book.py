@@ -1,0 +1,110 @@
+"""Sphinx extension for the book (loaded through ``_config.yml``'s ``local_extensions``).
+
+1. Offline assets: MathJax, require.js and the ipywidgets HTML manager come from
+   ``node_modules`` (``npm ci`` from the committed ``package-lock.json``; ``make book`` runs it)
+   and are copied into ``_build/html/_static/vendor``. ``_config.yml`` points ``mathjax_path``
+   and myst-nb's ``nb_ipywidgets_js`` there, so no page asks another host for anything.
+2. Notebook errors fail the build: with ``execute_notebooks: off`` a committed error output
+   would otherwise be published silently. Every notebook in the table of contents is checked
+   for error outputs and unexecuted code cells; each problem is a Sphinx warning, which
+   ``-W`` turns into a failed build.
+3. The API page: the line ``<!-- curvlib-api -->`` in ``chapters/a2_api.md`` becomes one
+   section with ``automodule`` per public module of ``curvlib`` (each ``curvlib/*.py`` not
+   starting with ``_``), so the reference follows the library as it grows.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+from sphinx.errors import ExtensionError
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (source inside node_modules, destination inside _static/vendor)
+ASSETS = [
+    ("mathjax/es5", "mathjax"),
+    ("requirejs/require.js", "require.js"),
+    ("@jupyter-widgets/html-manager/dist", "html-manager"),
+]
+# files of the html-manager's dist/ that pages never load
+_SKIP = ("*.map", "embed.js", "libembed-amd.js", "*.LICENSE.txt", "index.js")
+
+
+def _sources():
+    missing = [src for src, _ in ASSETS if not (ROOT / "node_modules" / src).exists()]
+    if missing:
+        raise ExtensionError(
+            f"front-end assets missing from node_modules: {missing}. Run `npm ci` "
+            "(`make book` does) so MathJax and the widget scripts are served from the site.")
+
+
+def copy_assets(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    dest_root = Path(app.outdir) / "_static" / "vendor"
+    for src, dest in ASSETS:
+        src, dest = ROOT / "node_modules" / src, dest_root / dest
+        if src.is_dir():
+            shutil.copytree(src, dest, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(*_SKIP))
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+
+
+def check_notebooks(app):
+    """Warn (so ``-W`` fails the build) about error outputs and unexecuted cells."""
+    for path in sorted(Path(app.srcdir).glob("chapters/*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        rel = path.relative_to(app.srcdir)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            if cell.get("execution_count") is None:
+                logger.warning(f"{rel}: code cell {i} was never executed; run `make notebooks`",
+                               location=str(path))
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    logger.warning(f"{rel}: code cell {i} raised {out.get('ename')}: "
+                                   f"{out.get('evalue')}", location=str(path))
+
+
+API_MARKER = "<!-- curvlib-api -->"
+
+
+def api_markdown():
+    """MyST text documenting every public curvlib module, one section each."""
+    parts = []
+    modules = [p for p in (ROOT / "curvlib").iterdir()
+               if p.suffix == ".py" or (p / "__init__.py").is_file()]
+    for path in sorted(modules):
+        if path.name.startswith("_"):
+            continue
+        name = f"curvlib.{path.stem}"
+        parts.append(f"## `{name}`\n\n```{{automodule}} {name}\n:members:\n```\n")
+    return "\n".join(parts)
+
+
+def insert_api(app, docname, source):
+    """Replace the marker of the API page with the generated module sections."""
+    if API_MARKER in source[0]:
+        source[0] = source[0].replace(API_MARKER, api_markdown())
+
+
+def api_outdated(app, env, added, changed, removed):
+    """Re-read the API page on every build: its content comes from curvlib's docstrings."""
+    return ["chapters/a2_api"] if "chapters/a2_api" in env.all_docs else []
+
+
+def setup(app):
+    _sources()
+    app.connect("builder-inited", check_notebooks)
+    app.connect("build-finished", copy_assets)
+    app.connect("source-read", insert_api)
+    app.connect("env-get-outdated", api_outdated)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
