@@ -173,6 +173,159 @@ def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, sch
 
 
 # --------------------------------------------------------------------------------------
+# Fast path: many runs of one elementwise optimizer in a single vectorised model
+# --------------------------------------------------------------------------------------
+def _elementwise_classes():
+    classes = [torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad,
+               torch.optim.RMSprop, torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam]
+    try:
+        from . import optim as _optim
+        classes += [getattr(_optim, n) for n in ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop")
+                    if hasattr(_optim, n)]
+    except Exception:  # pragma: no cover - curvlib.optim missing or broken: torch's still work
+        pass
+    return tuple(classes)
+
+
+def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, schedule=None,
+              loss_fn=None):
+    r"""Every run ``(lr, seed)`` for ``lr in lrs``, ``seed in seeds`` at once; ``None`` if the
+    shortcut does not apply (then use :func:`run_once`).
+
+    The runs' parameters are stacked along a new leading axis, one stacked tensor per lr
+    (its own param group), and the model is evaluated for all of them with
+    :func:`torch.vmap` over :func:`torch.func.functional_call`. For an optimizer whose update
+    is elementwise (SGD, Adam, AdamW, RMSprop, Adagrad ...) a step on the stacked tensor is
+    exactly the separate runs' steps, and each run keeps its own initial weights and
+    mini-batch order, so the results equal :func:`run_once` up to floating-point rounding
+    (tested). Models with buffers (batch norm) and other optimizers take the reference path.
+    """
+    loss_fn = torch.nn.functional.cross_entropy if loss_fn is None else loss_fn
+    X_tr, y_tr, X_va, y_va = as_split(data)
+    lrs, seeds = [float(v) for v in lrs], [int(s) for s in seeds]
+    S, K = len(seeds), len(lrs)
+    models = []
+    for _ in lrs:
+        for s in seeds:
+            torch.manual_seed(s)
+            models.append(make_model())
+    template = models[0]
+    if any(True for _ in template.buffers()):
+        return None
+    names = [n for n, _ in template.named_parameters()]
+    leaves = []  # leaves[k][j]: parameter j of the S runs at lrs[k], shape (S, *shape)
+    for k in range(K):
+        ps = [dict(m.named_parameters()) for m in models[k * S:(k + 1) * S]]
+        leaves.append([torch.stack([p[n].detach() for p in ps]).requires_grad_() for n in names])
+    optimizer = factory([{"params": leaves[k], "lr": lrs[k]} for k in range(K)], lrs[0])
+    if type(optimizer) not in _elementwise_classes():
+        return None
+
+    def member_loss(params, xb, yb):
+        return loss_fn(torch.func.functional_call(template, params, (xb,)), yb)
+
+    def stacked():
+        return {n: torch.cat([leaves[k][j] for k in range(K)]) for j, n in enumerate(names)}
+
+    n, M = len(X_tr), K * S
+    full = batch_size is None or batch_size >= n
+    f = torch.vmap(member_loss, in_dims=(0, None, None) if full else (0, 0, 0))
+    gens = [torch.Generator().manual_seed(s + 7919) for s in seeds]
+    orders, cursor = None, n
+    losses = np.full((M, steps), np.nan)
+    gnorms = np.full((M, steps), np.nan)
+    lr_rec = np.full((M, steps), np.nan)
+    diverged_at = [None] * M
+    alive = torch.ones(M, dtype=torch.bool)
+    for t in range(steps):
+        if full:
+            xb, yb = X_tr, y_tr
+        else:
+            if cursor + batch_size > n:
+                orders, cursor = torch.stack([torch.randperm(n, generator=g) for g in gens]), 0
+            idx = orders[:, cursor:cursor + batch_size].repeat(K, 1)
+            cursor += batch_size
+            xb, yb = X_tr[idx], y_tr[idx]
+        group_lr = [lrs[k] if schedule is None else schedule(t, lrs[k]) for k in range(K)]
+        for k, group in enumerate(optimizer.param_groups):
+            group["lr"] = group_lr[k]
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            member = f(stacked(), xb, yb)
+        except Exception:  # a model vmap cannot handle: reference path
+            return None
+        value = member.detach().double()
+        bad = ~torch.isfinite(value) | (value > DIVERGENCE_LOSS)
+        for i in torch.nonzero(bad & alive).flatten().tolist():
+            diverged_at[i] = t
+        alive &= ~bad
+        if not alive.any():
+            break
+        member[alive].sum().backward()
+        sq = torch.zeros(M, dtype=torch.float64)
+        for k in range(K):
+            for leaf in leaves[k]:
+                g = leaf.grad.detach().double()
+                sq[k * S:(k + 1) * S] += (g * g).reshape(S, -1).sum(1)
+        gn = sq.sqrt()
+        newly = alive & ~torch.isfinite(gn)
+        for i in torch.nonzero(newly).flatten().tolist():
+            diverged_at[i] = t
+        alive &= ~newly
+        a = alive.numpy()
+        losses[a, t], gnorms[a, t] = value.numpy()[a], gn.numpy()[a]
+        lr_rec[a, t] = np.repeat(group_lr, S)[a]
+        with torch.no_grad():  # a dead run must not feed NaN into its own state
+            for k in range(K):
+                dead = ~alive[k * S:(k + 1) * S]
+                if dead.any():
+                    for leaf in leaves[k]:
+                        leaf.grad[dead] = 0.0
+        optimizer.step()
+
+    results = []
+    with torch.no_grad():
+        P = stacked()
+        ev = torch.vmap(lambda p, x: torch.func.functional_call(template, p, (x,)),
+                        in_dims=(0, None))
+        out_tr, out_va = ev(P, X_tr), ev(P, X_va)
+    for i in range(M):
+        r = {"loss": losses[i], "grad_norm": gnorms[i], "lr": lr_rec[i],
+             "diverged_at": diverged_at[i]}
+        if diverged_at[i] is None:
+            tl = float(loss_fn(out_tr[i], y_tr))
+            vl = float(loss_fn(out_va[i], y_va))
+            va = float((out_va[i].argmax(1) == y_va).float().mean())
+            if not (math.isfinite(tl) and math.isfinite(vl)):
+                r["diverged_at"] = steps
+        if r["diverged_at"] is not None:
+            tl, vl, va = math.inf, math.inf, 0.0
+        r.update(train_loss=tl, val_loss=vl, val_acc=va)
+        results.append(r)
+    return results
+
+
+def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule, loss_fn, fast):
+    """Results of every ``(lr, seed)`` pair, lr-major; fast path first when allowed."""
+    for lr in lrs:
+        check_positive("lr", lr)
+    steps = check_int("steps", steps, minimum=1)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+    if not callable(factory):
+        raise TypeError(f"factory must be callable (params, lr) -> optimizer, got {factory!r}")
+    if not callable(make_model):
+        raise TypeError(f"make_model must be callable () -> nn.Module, got {make_model!r}")
+    if fast:
+        out = _ensemble(factory, lrs, seeds, make_model, data, steps=steps,
+                        batch_size=batch_size, schedule=schedule, loss_fn=loss_fn)
+        if out is not None:
+            return out
+    return [run_once(factory, lr, make_model, data, steps=steps, seed=s, batch_size=batch_size,
+                     schedule=schedule, loss_fn=loss_fn) for lr in lrs for s in seeds]
+
+
+# --------------------------------------------------------------------------------------
 # Many seeds
 # --------------------------------------------------------------------------------------
 @dataclass
@@ -235,13 +388,19 @@ class RunStats:
 
 
 def run_seeds(factory, lr, make_model, data, *, steps, seeds=DEFAULT_SEEDS, batch_size=None,
-              schedule=None, loss_fn=None, name=""):
-    """:func:`run_once` from each seed in ``seeds``; returns a :class:`RunStats`."""
+              schedule=None, loss_fn=None, name="", fast=True):
+    """:func:`run_once` from each seed in ``seeds``; returns a :class:`RunStats`.
+
+    ``fast=True`` trains all seeds at once in one vectorised model when the optimizer is
+    elementwise and the model has no buffers (same numbers up to rounding); ``False`` forces
+    the one-run-at-a-time reference loop.
+    """
     seeds = tuple(check_int("seeds", s) for s in seeds)
     if len(seeds) == 0:
         raise ValueError("seeds must not be empty")
-    runs = [run_once(factory, lr, make_model, data, steps=steps, seed=s, batch_size=batch_size,
-                     schedule=schedule, loss_fn=loss_fn) for s in seeds]
+    lr = check_positive("lr", lr)
+    runs = _runs(factory, [lr], seeds, make_model, data, steps=steps, batch_size=batch_size,
+                 schedule=schedule, loss_fn=loss_fn, fast=fast)
     return RunStats(name=name, lr=float(lr), seeds=seeds,
                     loss=np.stack([r["loss"] for r in runs]),
                     grad_norm=np.stack([r["grad_norm"] for r in runs]),
@@ -266,7 +425,7 @@ def _check_grid(lr_grid):
 
 
 def tune_lr(factory, lr_grid, make_model, data, *, steps, tune_seeds=(100,), batch_size=None,
-            schedule=None, select="val_loss", loss_fn=None):
+            schedule=None, select="val_loss", loss_fn=None, fast=True):
     """Score every learning rate in ``lr_grid``; return ``(best_lr, {lr: score})``.
 
     The score is the mean over ``tune_seeds`` of the final ``select`` metric (``"val_loss"``
@@ -274,12 +433,14 @@ def tune_lr(factory, lr_grid, make_model, data, *, steps, tune_seeds=(100,), bat
     """
     check_choice("select", select, {"val_loss", "train_loss"})
     grid = _check_grid(lr_grid)
-    scores = {}
-    for lr in grid:
-        vals = [run_once(factory, lr, make_model, data, steps=steps, seed=s,
-                         batch_size=batch_size, schedule=schedule, loss_fn=loss_fn)[select]
-                for s in tune_seeds]
-        scores[lr] = float(np.mean(vals))
+    tune_seeds = tuple(check_int("tune_seeds", s) for s in tune_seeds)
+    if not tune_seeds:
+        raise ValueError("tune_seeds must not be empty")
+    runs = _runs(factory, grid, tune_seeds, make_model, data, steps=steps, batch_size=batch_size,
+                 schedule=schedule, loss_fn=loss_fn, fast=fast)
+    S = len(tune_seeds)
+    scores = {lr: float(np.mean([r[select] for r in runs[k * S:(k + 1) * S]]))
+              for k, lr in enumerate(grid)}
     best = min(grid, key=lambda lr: (scores[lr], lr))
     if not math.isfinite(scores[best]):
         raise RuntimeError("every learning rate in lr_grid diverged; extend the grid downwards")
@@ -311,7 +472,7 @@ class Comparison:
 
 def tune_and_compare(optimizers, lr_grid, make_model, data, *, steps, seeds=DEFAULT_SEEDS,
                      batch_size=None, select="val_loss", tune_seeds=(100,), schedule=None,
-                     loss_fn=None, min_seeds=5):
+                     loss_fn=None, min_seeds=5, fast=True):
     """Tune each optimizer's learning rate on ``lr_grid``, then train it from every seed.
 
     Parameters
@@ -326,6 +487,8 @@ def tune_and_compare(optimizers, lr_grid, make_model, data, *, steps, seeds=DEFA
     select : ``"val_loss"`` or ``"train_loss"``, the tuning criterion (see the module docstring).
     schedule : ``None``, a ``(step, base_lr) -> lr`` function for every optimizer, or a dict
         name -> such a function (``None`` entries mean constant).
+    fast : train the runs of one optimizer together in a vectorised model when possible
+        (see :func:`run_seeds`); the numbers equal the reference loop's up to rounding.
     """
     if not isinstance(optimizers, dict) or not optimizers:
         raise TypeError("optimizers must be a non-empty dict name -> factory(params, lr)")
@@ -354,12 +517,12 @@ def tune_and_compare(optimizers, lr_grid, make_model, data, *, steps, seeds=DEFA
     for name, factory in optimizers.items():
         best, sc = tune_lr(factory, grid, make_model, data, steps=steps, tune_seeds=tune_seeds,
                            batch_size=batch_size, schedule=schedules[name], select=select,
-                           loss_fn=loss_fn)
+                           loss_fn=loss_fn, fast=fast)
         scores[name], best_lr[name] = sc, best
         at_edge[name] = len(grid) > 1 and best in (grid[0], grid[-1])
         runs[name] = run_seeds(factory, best, make_model, data, steps=steps, seeds=seeds,
                                batch_size=batch_size, schedule=schedules[name],
-                               loss_fn=loss_fn, name=name)
+                               loss_fn=loss_fn, name=name, fast=fast)
     return Comparison(select=select, lr_grid=tuple(grid), scores=scores, best_lr=best_lr,
                       at_edge=at_edge, runs=runs)
 

@@ -164,3 +164,44 @@ def test_bad_data():
         compare.as_split((1, 2, 3))
     with pytest.raises(TypeError, match="data"):
         compare.as_split({"X_train": DATA[0]})
+
+
+@pytest.mark.parametrize("factory, batch_size", [
+    (lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True), None),
+    (lambda p, lr: torch.optim.Adam(p, lr=lr), 64),
+    (lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1), 50),
+])
+def test_fast_path_equals_reference_loop(factory, batch_size):
+    sched = lambda t, base: base * min(1.0, (t + 1) / 5)
+    fast = compare._ensemble(factory, [0.01, 0.1], [0, 1, 2], make_model, DATA, steps=25,
+                             batch_size=batch_size, schedule=sched)
+    assert fast is not None
+    k = 0
+    for lr in [0.01, 0.1]:
+        for s in [0, 1, 2]:
+            ref = compare.run_once(factory, lr, make_model, DATA, steps=25, seed=s,
+                                   batch_size=batch_size, schedule=sched)
+            np.testing.assert_allclose(fast[k]["loss"], ref["loss"], rtol=2e-4, atol=1e-6)
+            np.testing.assert_allclose(fast[k]["grad_norm"], ref["grad_norm"], rtol=2e-3)
+            np.testing.assert_allclose(fast[k]["lr"], ref["lr"])
+            assert fast[k]["val_acc"] == pytest.approx(ref["val_acc"], abs=0.01)
+            assert fast[k]["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-3)
+            k += 1
+
+
+def test_fast_path_records_divergence_per_run():
+    fast = compare._ensemble(sgd, [0.1, 1e4], [0, 1], make_model, DATA, steps=40)
+    ref = compare.run_once(sgd, 1e4, make_model, DATA, steps=40, seed=0)
+    assert fast[0]["diverged_at"] is None and fast[1]["diverged_at"] is None
+    assert fast[2]["diverged_at"] == ref["diverged_at"] is not None
+    assert np.isfinite(fast[0]["loss"]).all()             # a diverging neighbour does not leak
+
+
+def test_fast_path_declines_models_with_buffers_and_non_elementwise_optimizers():
+    bn = lambda: torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.BatchNorm1d(8),
+                                     torch.nn.Linear(8, 10))
+    assert compare._ensemble(sgd, [0.1], [0, 1], bn, DATA, steps=2) is None
+    lbfgs = lambda p, lr: torch.optim.LBFGS(p, lr=lr)
+    assert compare._ensemble(lbfgs, [0.1], [0, 1], make_model, DATA, steps=2) is None
+    r = compare.run_seeds(sgd, 0.1, bn, DATA, steps=5, seeds=range(5))   # reference path works
+    assert r.loss.shape == (5, 5) and np.isfinite(r.loss).all()
