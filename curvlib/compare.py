@@ -26,11 +26,16 @@ For a quantity :math:`x_s` measured on seeds :math:`s = 1..S` the summary is the
 :math:`\bar x = \frac1S\sum_s x_s`, the sample standard deviation
 :math:`\sqrt{\frac1{S-1}\sum_s (x_s-\bar x)^2}` and the range :math:`[\min_s x_s, \max_s x_s]`.
 
-Training goes through :func:`curvlib.train.train` when that module is present (the same
-loop every chapter uses); a small private loop with the same meaning stands in otherwise.
+Each run is one call of :func:`curvlib.train.train` (the loop every chapter uses) -- the
+readable reference path. The fast path trains all runs of one elementwise optimizer (SGD,
+Adam, AdamW, RMSprop, Adagrad) at once: parameters stacked along a leading axis, the model
+evaluated with :func:`torch.vmap`, so five seeds cost little more than one. It follows the
+same rules (initialisation, mini-batch order, divergence test) and is tested equal to the
+reference up to floating-point rounding.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -46,8 +51,9 @@ __all__ = ["RunStats", "Comparison", "as_split", "run_once", "run_seeds", "tune_
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 #: A log-spaced grid, half a decade apart, wide enough for SGD and Adam on the digits MLP.
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
-#: A loss above this (or NaN/inf) counts as divergence.
-DIVERGENCE_LOSS = 1e3
+#: A run has diverged when its loss is not finite or exceeds this times max(first loss, 1)
+#: (the rule of :func:`curvlib.train.train`).
+DIVERGE_FACTOR = 1e4
 
 
 # --------------------------------------------------------------------------------------
@@ -62,17 +68,20 @@ def _tensor(a, dtype):
 def as_split(data):
     """Normalise ``data`` to ``(X_train, y_train, X_val, y_val)`` torch tensors.
 
-    Accepts a 4-tuple, a dict with those keys (``X_train``/``x_train`` ...), or an object with
-    such attributes (what :mod:`curvlib.data` returns). Features become float32, labels int64.
+    Accepts a 4-tuple such as a :class:`curvlib.data.Split`, a dict with those keys
+    (``X_train``/``x_train`` ...; ``X_test``/``y_test`` also name the validation part), or an
+    object with such attributes. Features become float32, labels int64.
     """
     names = ("X_train", "y_train", "X_val", "y_val")
+    alias = {"X_val": "X_test", "y_val": "y_test"}
     if isinstance(data, (tuple, list)):
         if len(data) != 4:
             raise ValueError(f"data must have 4 parts (X_train, y_train, X_val, y_val), got {len(data)}")
         parts = list(data)
     else:
-        get = (lambda k: data.get(k, data.get(k.lower()))) if isinstance(data, dict) else \
+        one = (lambda k: data.get(k, data.get(k.lower()))) if isinstance(data, dict) else \
               (lambda k: getattr(data, k, getattr(data, k.lower(), None)))
+        get = lambda k: one(k) if one(k) is not None else (one(alias[k]) if k in alias else None)
         parts = [get(k) for k in names]
         if any(p is None for p in parts):
             raise TypeError("data must be (X_train, y_train, X_val, y_val) or have those "
@@ -89,78 +98,71 @@ def as_split(data):
 # --------------------------------------------------------------------------------------
 # One run
 # --------------------------------------------------------------------------------------
-def _loop(model, optimizer, X, y, *, steps, batch_size, seed, schedule, base_lr, loss_fn):
-    """Reference training loop: per-step mini-batch loss, gradient norm and learning rate.
-
-    Returns ``(losses, grad_norms, lrs, diverged_at)``; after a divergence the remaining
-    entries are NaN and ``diverged_at`` is the 0-based step whose loss was non-finite.
-    """
-    gen = torch.Generator().manual_seed(int(seed) + 7919)
-    n = len(X)
-    losses = np.full(steps, np.nan)
-    grad_norms = np.full(steps, np.nan)
-    lrs = np.full(steps, np.nan)
-    order, cursor = None, n
-    for t in range(steps):
-        if batch_size is None or batch_size >= n:
-            xb, yb = X, y
-        else:
-            if cursor + batch_size > n:
-                order, cursor = torch.randperm(n, generator=gen), 0
-            idx = order[cursor:cursor + batch_size]
-            cursor += batch_size
-            xb, yb = X[idx], y[idx]
-        lr = base_lr if schedule is None else schedule(t, base_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
-        value = float(loss.detach())
-        if not math.isfinite(value) or value > DIVERGENCE_LOSS:
-            return losses, grad_norms, lrs, t
-        loss.backward()
-        gn = math.sqrt(sum(float((p.grad.detach() ** 2).sum())
-                           for p in model.parameters() if p.grad is not None))
-        if not math.isfinite(gn):
-            return losses, grad_norms, lrs, t
-        losses[t], grad_norms[t], lrs[t] = value, gn, lr
-        optimizer.step()
-    return losses, grad_norms, lrs, None
+def _build(make_model, seed):
+    """``make_model(seed)`` if it takes an argument, else ``make_model()`` after seeding torch."""
+    try:
+        takes_seed = len(inspect.signature(make_model).parameters) > 0
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_seed = False
+    if takes_seed:
+        return make_model(int(seed))
+    torch.manual_seed(int(seed))
+    return make_model()
 
 
 @torch.no_grad()
 def _evaluate(model, X, y, loss_fn):
-    out = model(X)
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(X)
+    finally:
+        model.train(was_training)
     loss = float(loss_fn(out, y))
     acc = float((out.argmax(1) == y).float().mean()) if out.ndim == 2 and out.shape[1] > 1 else math.nan
     return loss, acc
 
 
-def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, schedule=None,
-             loss_fn=None):
-    """Train ``make_model()`` with ``factory(params, lr)`` for ``steps`` steps from ``seed``.
-
-    ``schedule(step, base_lr) -> lr`` (optional) sets the learning rate of every step.
-    Returns a dict with per-step ``loss``, ``grad_norm``, ``lr`` (numpy arrays, NaN after a
-    divergence), ``diverged_at`` (step or ``None``) and the final full-split ``train_loss``,
-    ``val_loss``, ``val_acc`` (``inf``/``0`` after a divergence).
-    """
-    lr = check_positive("lr", lr)
+def _check_common(factory, make_model, steps, batch_size):
     steps = check_int("steps", steps, minimum=1)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
     if not callable(factory):
         raise TypeError(f"factory must be callable (params, lr) -> optimizer, got {factory!r}")
     if not callable(make_model):
-        raise TypeError(f"make_model must be callable () -> nn.Module, got {make_model!r}")
+        raise TypeError(f"make_model must be callable (seed) -> nn.Module, got {make_model!r}")
+    return steps, batch_size
+
+
+def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, schedule=None,
+             loss_fn=None):
+    """Train ``make_model`` with ``factory(params, lr)`` for ``steps`` steps from ``seed``.
+
+    The reference path: one run through :func:`curvlib.train.train`. ``make_model`` is
+    ``seed -> nn.Module`` (e.g. ``lambda s: curvlib.models.mlp([64, 32, 10], seed=s)``) or a
+    function of no argument, then called after ``torch.manual_seed(seed)``; ``seed`` also fixes
+    the mini-batch order. ``schedule(step, base_lr) -> lr`` (optional) sets every step's rate.
+    Returns a dict with per-step ``loss``, ``grad_norm``, ``lr`` (numpy arrays of length
+    ``steps``, NaN from a divergence on), ``diverged_at`` (step or ``None``) and the final
+    full-split ``train_loss``, ``val_loss``, ``val_acc`` (``inf``/``inf``/``0`` if diverged).
+    """
+    from .train import train
+
+    lr = check_positive("lr", lr)
+    steps, batch_size = _check_common(factory, make_model, steps, batch_size)
     loss_fn = torch.nn.functional.cross_entropy if loss_fn is None else loss_fn
     X_tr, y_tr, X_va, y_va = as_split(data)
-    torch.manual_seed(int(seed))
-    model = make_model()
+    if batch_size is not None and batch_size >= len(X_tr):
+        batch_size = None
+    model = _build(make_model, seed)
     optimizer = factory(model.parameters(), lr)
-    losses, gnorms, lrs, diverged_at = _loop(model, optimizer, X_tr, y_tr, steps=steps,
-                                             batch_size=batch_size, seed=seed,
-                                             schedule=schedule, base_lr=lr, loss_fn=loss_fn)
+    scheduler = None if schedule is None else (lambda k: schedule(k, lr))
+    res = train(model, optimizer, (X_tr, y_tr), loss_fn=loss_fn, steps=steps,
+                batch_size=batch_size, seed=int(seed), scheduler=scheduler,
+                diverge_factor=DIVERGE_FACTOR)
+    losses, gnorms, lrs = (np.full(steps, np.nan) for _ in range(3))
+    losses[res.step], gnorms[res.step], lrs[res.step] = res.loss, res.grad_norm, res.lr
+    diverged_at = res.diverged_at
     if diverged_at is None:
         train_loss, _ = _evaluate(model, X_tr, y_tr, loss_fn)
         val_loss, val_acc = _evaluate(model, X_va, y_va, loss_fn)
@@ -204,11 +206,7 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
     X_tr, y_tr, X_va, y_va = as_split(data)
     lrs, seeds = [float(v) for v in lrs], [int(s) for s in seeds]
     S, K = len(seeds), len(lrs)
-    models = []
-    for _ in lrs:
-        for s in seeds:
-            torch.manual_seed(s)
-            models.append(make_model())
+    models = [_build(make_model, s) for _ in lrs for s in seeds]
     template = models[0]
     if any(True for _ in template.buffers()):
         return None
@@ -229,8 +227,9 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
 
     n, M = len(X_tr), K * S
     full = batch_size is None or batch_size >= n
+    first_loss = None
     f = torch.vmap(member_loss, in_dims=(0, None, None) if full else (0, 0, 0))
-    gens = [torch.Generator().manual_seed(s + 7919) for s in seeds]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     orders, cursor = None, n
     losses = np.full((M, steps), np.nan)
     gnorms = np.full((M, steps), np.nan)
@@ -255,7 +254,9 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
         except Exception:  # a model vmap cannot handle: reference path
             return None
         value = member.detach().double()
-        bad = ~torch.isfinite(value) | (value > DIVERGENCE_LOSS)
+        if first_loss is None:
+            first_loss = torch.where(torch.isfinite(value), value.abs(), 1.0).clamp(min=1.0)
+        bad = ~torch.isfinite(value) | (value > DIVERGE_FACTOR * first_loss)
         for i in torch.nonzero(bad & alive).flatten().tolist():
             diverged_at[i] = t
         alive &= ~bad
@@ -309,13 +310,7 @@ def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule,
     """Results of every ``(lr, seed)`` pair, lr-major; fast path first when allowed."""
     for lr in lrs:
         check_positive("lr", lr)
-    steps = check_int("steps", steps, minimum=1)
-    if batch_size is not None:
-        batch_size = check_int("batch_size", batch_size, minimum=1)
-    if not callable(factory):
-        raise TypeError(f"factory must be callable (params, lr) -> optimizer, got {factory!r}")
-    if not callable(make_model):
-        raise TypeError(f"make_model must be callable () -> nn.Module, got {make_model!r}")
+    steps, batch_size = _check_common(factory, make_model, steps, batch_size)
     if fast:
         out = _ensemble(factory, lrs, seeds, make_model, data, steps=steps,
                         batch_size=batch_size, schedule=schedule, loss_fn=loss_fn)
@@ -479,7 +474,8 @@ def tune_and_compare(optimizers, lr_grid, make_model, data, *, steps, seeds=DEFA
     ----------
     optimizers : dict name -> ``factory(params, lr) -> torch.optim.Optimizer``
     lr_grid : the learning rates every optimizer is tuned over (the same for all).
-    make_model : ``() -> nn.Module``; called after ``torch.manual_seed(seed)``.
+    make_model : ``seed -> nn.Module`` (or ``() -> nn.Module``, called after
+        ``torch.manual_seed(seed)``).
     data : ``(X_train, y_train, X_val, y_val)`` or an object/dict with those fields.
     steps, batch_size : the budget, equal for every optimizer (``batch_size=None``: full batch).
     seeds : reporting seeds (at least ``min_seeds``, default 5); ``tune_seeds`` are separate,

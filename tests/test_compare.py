@@ -205,3 +205,13 @@ def test_fast_path_declines_models_with_buffers_and_non_elementwise_optimizers()
     assert compare._ensemble(lbfgs, [0.1], [0, 1], make_model, DATA, steps=2) is None
     r = compare.run_seeds(sgd, 0.1, bn, DATA, steps=5, seeds=range(5))   # reference path works
     assert r.loss.shape == (5, 5) and np.isfinite(r.loss).all()
+
+
+def test_curvlib_data_and_models_plug_in():
+    from curvlib import data, models
+    split = data.digits()
+    mk = lambda s: models.mlp([64, 8, 10], seed=s)
+    r = compare.run_seeds(adam, 1e-2, mk, split, steps=10, seeds=range(5))
+    assert not np.allclose(r.loss[0], r.loss[1])     # the seed reaches the model
+    ref = compare.run_once(adam, 1e-2, mk, split, steps=10, seed=1)
+    np.testing.assert_allclose(r.loss[1], ref["loss"], rtol=1e-4)
