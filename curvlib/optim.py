@@ -139,6 +139,7 @@ class RuleOptimizer(torch.optim.Optimizer):
     init_rule = None
     rule = None
     fast_rule = None
+    uses_scratch = True  # the fast path keeps one temporary per parameter
 
     def __init__(self, params, defaults):
         params = _check_param_list(params)
@@ -219,8 +220,26 @@ class RuleOptimizer(torch.optim.Optimizer):
                 for p, g, s in zip(params, grads, states):
                     self.rule(p, g, s, **kwargs)
             else:
-                self.fast_rule(params, grads, states, **kwargs)
+                self.fast_rule(params, grads, states, self._scratch(params), **kwargs)
         return loss
+
+    def _scratch(self, params):
+        """One reusable temporary per parameter for the fast path (never in the state dict).
+
+        torch's foreach path allocates the same temporary afresh at each step; keeping it
+        spares the page faults of a new multi-megabyte allocation.
+        """
+        if not self.uses_scratch:
+            return None
+        cache = self.__dict__.setdefault("_scratch_buffers", {})
+        out = []
+        for p in params:
+            w = cache.get(p)
+            if w is None or w.shape != p.shape or w.dtype is not p.dtype or \
+                    w.device != p.device:
+                w = cache[p] = torch.empty_like(p)
+            out.append(w)
+        return out
 
 
 # --------------------------------------------------------------------------------------
@@ -242,6 +261,7 @@ class SGD(RuleOptimizer):
     init_rule = staticmethod(rules.init_sgd)
     rule = staticmethod(rules.sgd)
     fast_rule = staticmethod(_fast.sgd)
+    uses_scratch = False
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
                  nesterov=False, *, maximize=False, foreach=None, differentiable=False,
