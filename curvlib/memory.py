@@ -16,7 +16,6 @@ vendors state them. :func:`format_bytes` prints them.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -85,7 +84,8 @@ _STATE_HYPER = {
 _NO_STATE_HYPER = {"lr", "betas", "eps", "weight_decay", "dampening", "alpha", "lr_decay",
                    "initial_accumulator_value", "maximize", "foreach", "capturable",
                    "differentiable", "fused", "max_iter", "max_eval", "tolerance_grad",
-                   "tolerance_change", "decoupled_weight_decay", "bias_correction", "damping"}
+                   "tolerance_change", "decoupled_weight_decay", "bias_correction", "damping",
+                   "adaptive_damping", "line_search_fn", "nesterov"}
 
 
 def optimizer_state_bytes(name, n_params, dtype="float32", *, n_tensors=1, step_dtype="float32",
@@ -106,7 +106,9 @@ def optimizer_state_bytes(name, n_params, dtype="float32", *, n_tensors=1, step_
                   (``history_size``): ``old_dirs`` and ``old_stps`` (:math:`m` vectors each),
                   ``d``, ``prev_flat_grad`` and the 0-d tensors ``ro`` (:math:`m`), ``al``
                   (:math:`m`) and ``H_diag``
-    ``newton``    the dense Hessian, :func:`hessian_bytes` (``symmetric`` for one triangle)
+    ``newton``    the dense Hessian, :func:`hessian_bytes` (``symmetric`` for one triangle):
+                  the working memory of every step (curvlib's ``Newton`` forms it anew each
+                  step and keeps no tensor state between steps; torch has no Newton)
     ============  ==========================================================================
 
     Step counters are 0-d tensors of ``step_dtype`` (torch uses float32, or float64 when the

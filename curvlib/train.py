@@ -3,8 +3,9 @@
 :func:`train` runs ``steps`` optimizer updates and returns a :class:`TrainResult` with, per
 recorded step, the loss and gradient norm at the parameters *before* the update, the
 learning rate the update used, and the wall time since the start. Every update goes through a
-closure, so first-order optimizers and L-BFGS-type optimizers that re-evaluate the loss run
-the same way.
+closure, so first-order optimizers, L-BFGS-type optimizers that re-evaluate the loss, and
+second-order optimizers that differentiate the closure's loss themselves
+(:class:`curvlib.quasi_newton.Newton`) run the same way.
 
 When the loss becomes non-finite or grows past ``diverge_factor`` times its starting value,
 training stops with ``status = "diverged at step k"``: no exception, and the recorded curves
@@ -98,6 +99,19 @@ def _grad_norm(params):
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
+def _closure_calls_backward(optimizer):
+    """Whether the closure should call ``backward()``: not for optimizers that differentiate the
+    loss themselves (``closure_backward = False`` on the class, or curvlib's Newton)."""
+    flag = getattr(optimizer, "closure_backward", None)
+    if flag is not None:
+        return bool(flag)
+    try:
+        from .quasi_newton import Newton
+    except ImportError:  # pragma: no cover
+        return True
+    return not isinstance(optimizer, Newton)
+
+
 def _predictions(out):
     if out.ndim == 1 or out.shape[-1] == 1:
         return (out.reshape(-1) > 0).long()
@@ -134,7 +148,8 @@ def _eval_loss(model, X, y, loss):
 
 
 def train(model, optimizer, data, loss_fn="cross_entropy", steps=100, batch_size=None, seed=0,
-          scheduler=None, record_every=1, *, eval_data=None, eval_every=None, diverge_factor=1e4):
+          scheduler=None, record_every=1, *, eval_data=None, eval_every=None, diverge_factor=1e4,
+          backward_in_closure=None):
     """Train ``model`` for ``steps`` updates and record its curves.
 
     Parameters
@@ -155,6 +170,10 @@ def train(model, optimizer, data, loss_fn="cross_entropy", steps=100, batch_size
         test part) after every ``eval_every`` updates, before the first and after the last.
     diverge_factor : stop when the loss exceeds this times ``max(initial loss, 1)``; ``None``
         stops only on a non-finite loss or gradient.
+    backward_in_closure : whether the closure calls ``backward()``. ``None`` (default) decides
+        from the optimizer: ``False`` for optimizers that differentiate the returned loss
+        themselves (curvlib's ``Newton``, or any class with ``closure_backward = False``),
+        whose gradient is then read from ``p.grad`` after the step.
 
     Randomness (minibatches, dropout) comes from ``seed`` inside a forked generator: the
     global torch random state is left as it was.
@@ -187,6 +206,10 @@ def train(model, optimizer, data, loss_fn="cross_entropy", steps=100, batch_size
     if scheduler is not None and not torch_scheduler and not callable(scheduler):
         raise TypeError(f"scheduler must be a torch LR scheduler or a function step -> lr, got {scheduler!r}")
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if backward_in_closure is None:
+        backward_in_closure = _closure_calls_backward(optimizer)
+    elif not isinstance(backward_in_closure, bool):
+        raise TypeError(f"backward_in_closure must be None, True or False, got {backward_in_closure!r}")
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
     rec = {k: [] for k in ("step", "loss", "grad_norm", "lr", "time")}
@@ -227,16 +250,20 @@ def train(model, optimizer, data, loss_fn="cross_entropy", steps=100, batch_size
 
             def closure():
                 optimizer.zero_grad()
-                value = loss(model(xb), yb)
-                value.backward()
+                with torch.enable_grad():
+                    value = loss(model(xb), yb)
+                    if backward_in_closure:
+                        value.backward()
                 if not first:
                     first["loss"] = float(value.detach())
-                    if recording:
+                    if recording and backward_in_closure:
                         first["grad_norm"] = _grad_norm(params)
                 return value
 
             optimizer.step(closure)
             done = k + 1
+            if recording and not backward_in_closure:  # the optimizer left the gradient in p.grad
+                first["grad_norm"] = _grad_norm(params)
             value, gnorm = first["loss"], first.get("grad_norm", 0.0)
             if loss0 is None:
                 loss0 = value if math.isfinite(value) else 1.0

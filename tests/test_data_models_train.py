@@ -239,6 +239,23 @@ def test_lbfgs_runs_through_the_closure_and_beats_gd(cancer):
     assert T.evaluate(lb, *cancer.test) > 0.9
 
 
+def test_newton_closure_without_backward(cancer):
+    from curvlib.quasi_newton import Newton
+
+    X, y = cancer.train
+    model = Mo.logistic_regression(30, dtype="float64")
+    res = T.train(model, lambda p: Newton(p, damping=1e-3), cancer, "bce", 4)
+    assert res.status == "completed" and res.loss[-1] < 0.1
+    # the recorded gradient norm is the one at the start of each step (w = 0 for the first)
+    w0 = Mo.logistic_regression(30, dtype="float64")
+    nn.functional.binary_cross_entropy_with_logits(w0(X).squeeze(1), y.double()).backward()
+    g0 = torch.cat([w0.weight.grad.flatten(), w0.bias.grad]).norm().item()
+    assert res.grad_norm[0] == pytest.approx(g0, rel=1e-10)
+    with pytest.raises(RuntimeError, match="backward"):  # forcing backward breaks Newton
+        T.train(Mo.logistic_regression(30, dtype="float64"), lambda p: Newton(p), cancer, "bce",
+                1, backward_in_closure=True)
+
+
 def test_divergence_stops_cleanly_with_finite_curves():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(64, 5, generator=g)
@@ -307,6 +324,7 @@ def test_evaluate_binary_and_multiclass_and_restores_mode():
     (dict(eval_every=0, eval_data=(torch.zeros(2, 2), torch.zeros(2))), "eval_every"),
     (dict(scheduler=5), "scheduler"),
     (dict(scheduler=lambda k: -1.0), "scheduler"),
+    (dict(backward_in_closure="yes"), "backward_in_closure"),
 ])
 def test_train_bad_input(kw, arg):
     model = nn.Linear(2, 1)
