@@ -1,0 +1,183 @@
+"""curvlib.plots: what each figure draws, diverged runs, and bad input."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from curvlib import plots  # noqa: E402
+from curvlib.landscapes import Quadratic, Rosenbrock  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _lines_by_label(ax):
+    return {ln.get_label(): ln for ln in ax.get_lines()}
+
+
+# ------------------------------------------------------------------ contour
+def test_contour_draws_each_path_and_the_minimum():
+    f = Rosenbrock()
+    p = np.array([[-1.2, 1.0], [0.0, 0.0], [1.0, 1.0]])
+    ax = plots.contour(f, paths={"a": p})
+    lines = _lines_by_label(ax)
+    np.testing.assert_array_equal(np.c_[lines["a"].get_xdata(), lines["a"].get_ydata()], p)
+    np.testing.assert_array_equal(lines["minimum"].get_xydata(), [[1.0, 1.0]])
+    assert ax.get_xlim() == f.box[0] and ax.get_ylim() == f.box[1]
+    assert ax.collections, "no contour lines drawn"
+
+
+def test_contour_cuts_a_diverged_path_and_says_so():
+    f = Quadratic(10)
+    p = np.array([[1.0, 1.0], [0.5, 0.5], [np.inf, 3.0], [1.0, 1.0]])
+    ax = plots.contour(f, paths=[("gd", p)])
+    line = next(ln for ln in ax.get_lines() if ln.get_label().startswith("gd"))
+    assert line.get_label() == "gd (diverged at step 2)"
+    assert len(line.get_xdata()) == 2
+
+
+def test_contour_accepts_a_precomputed_grid_and_plain_callables():
+    f = Quadratic(5, 0.3)
+    X, Y, Z = f.grid(n=31)
+    ax = plots.contour(grid=(X, Y, Z), levels=5)
+    assert ax.get_xlim() == (X.min(), X.max())
+    # a function of one point only (not vectorised) still works
+    ax2 = plots.contour(lambda x: float(x[0] ** 2 + 3 * x[1] ** 2), box=((-1, 1), (-1, 1)), n=9)
+    assert ax2.collections
+
+
+def test_contour_levels_geometric_vs_linear():
+    f = Quadratic(10)
+    lv_log = plots.contour(f, levels=6, n=21).collections[0].levels
+    lv_lin = plots.contour(f, levels=6, n=21, log_levels=False).collections[0].levels
+    assert np.allclose(np.diff(lv_lin), np.diff(lv_lin)[0])
+    ratios = lv_log[1:] / lv_log[:-1]  # the grid's minimum is 0: levels are geometric
+    assert np.allclose(ratios, ratios[0]) and ratios[0] > 1.5
+
+
+@pytest.mark.parametrize("kwargs, exc, word", [
+    (dict(paths={"bad": np.zeros((3, 3))}), ValueError, "paths"),
+    (dict(box=((1, 0), (0, 1))), ValueError, "box"),
+    (dict(paths=5), TypeError, "paths"),
+    (dict(n=1), ValueError, "n"),
+])
+def test_contour_bad_input(kwargs, exc, word):
+    with pytest.raises(exc, match=word):
+        plots.contour(Quadratic(2), **kwargs)
+
+
+def test_contour_needs_fun_or_grid():
+    with pytest.raises(TypeError, match="fun"):
+        plots.contour(None, box=((0, 1), (0, 1)))
+    with pytest.raises(ValueError, match="grid"):
+        plots.contour(grid=(np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((2, 3))))
+
+
+# ------------------------------------------------------------------ convergence
+def test_convergence_log_axes_zeros_and_divergence():
+    ax = plots.convergence({"newton": np.array([1.0, 1e-3, 0.0]),
+                            "blowup": np.array([1.0, 10.0, np.nan, 5.0])}, log_x=False)
+    assert ax.get_yscale() == "log"
+    lines = _lines_by_label(ax)
+    assert list(lines["newton"].get_ydata()) == [1.0, 1e-3]  # exact zero left out
+    assert "blowup (diverged at step 2)" in lines
+    assert list(lines["blowup (diverged at step 2)"].get_xdata()) == [0, 1]
+
+
+def test_convergence_shared_x_and_pairs():
+    ax = plots.convergence({"a": np.array([3.0, 2.0, 1.0]),
+                            "b": (np.array([1.0, 10.0]), np.array([5.0, 0.5]))},
+                           x=np.array([1.0, 2.0, 4.0]), log_x=True)
+    lines = _lines_by_label(ax)
+    assert list(lines["a"].get_xdata()) == [1.0, 2.0, 4.0]
+    assert list(lines["b"].get_xdata()) == [1.0, 10.0]
+    assert ax.get_xscale() == "log"
+
+
+def test_convergence_bad_input():
+    with pytest.raises(ValueError, match="curves"):
+        plots.convergence({"a": np.ones(3)}, x=np.arange(4))
+    with pytest.raises(TypeError, match="curves"):
+        plots.convergence(7)
+
+
+# ------------------------------------------------------------------ mean_band
+def _band_limits(ax):
+    verts = ax.collections[0].get_paths()[0].vertices
+    return verts[:, 1].min(), verts[:, 1].max()
+
+
+def test_mean_band_std_and_minmax():
+    x = np.arange(4)
+    runs = np.array([[1.0, 2, 3, 4], [3.0, 4, 5, 6]])
+    ax = plots.mean_band(x, runs, label="sgd")
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [2, 3, 4, 5])
+    assert line.get_label() == "sgd (n=2)"
+    sd = np.sqrt(2.0)
+    lo, hi = _band_limits(ax)
+    assert lo == pytest.approx(2 - sd) and hi == pytest.approx(5 + sd)
+    lo, hi = _band_limits(plots.mean_band(x, runs, band="minmax"))
+    assert (lo, hi) == (1.0, 6.0)
+    lo, hi = _band_limits(plots.mean_band(x, runs, band=(0.0, 1.0)))
+    assert (lo, hi) == (1.0, 6.0)
+
+
+def test_mean_band_log_is_geometric_and_drops_diverged_steps():
+    x = np.arange(3)
+    runs = np.array([[1.0, 10.0, np.nan], [100.0, 1000.0, 1.0]])
+    ax = plots.mean_band(x, runs, log_y=True)
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [10.0, 100.0])
+    assert ax.get_yscale() == "log"
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(band="iqr"), "band"), (dict(band=(0.9, 0.1)), "band"),
+])
+def test_mean_band_bad_band(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        plots.mean_band(np.arange(2), np.ones((2, 2)), **kwargs)
+
+
+def test_mean_band_bad_shape():
+    with pytest.raises(ValueError, match="runs"):
+        plots.mean_band(np.arange(3), np.ones((2, 4)))
+
+
+# ------------------------------------------------------------------ heatmap
+def test_cell_edges_linear_and_log():
+    np.testing.assert_allclose(plots.cell_edges([0.0, 1.0, 2.0]), [-0.5, 0.5, 1.5, 2.5])
+    np.testing.assert_allclose(plots.cell_edges([1.0, 10.0, 100.0], log=True),
+                               [10 ** -0.5, 10 ** 0.5, 10 ** 1.5, 10 ** 2.5])
+    with pytest.raises(ValueError, match="increasing"):
+        plots.cell_edges([1.0, 1.0])
+    with pytest.raises(ValueError, match="positive"):
+        plots.cell_edges([-1.0, 1.0], log=True)
+
+
+def test_heatmap_values_mask_and_colorbar():
+    V = np.array([[0.1, 0.5, np.nan], [0.9, 0.2, 0.3]])
+    ax = plots.heatmap(V, x=[1e-2, 1e-1, 1.0], y=[0.0, 0.9], log_x=True,
+                       colorbar_label="rate")
+    mesh = ax.collections[0]
+    arr = mesh.get_array()
+    assert np.ma.is_masked(arr) and arr.mask.sum() == 1
+    np.testing.assert_allclose(arr.compressed(), [0.1, 0.5, 0.9, 0.2, 0.3])
+    assert ax.get_xscale() == "log"
+    cbar_ax = ax.figure.axes[-1]
+    assert "diverged" in cbar_ax.get_title()
+    assert cbar_ax.get_ylabel() == "rate"
+
+
+def test_heatmap_bad_input():
+    with pytest.raises(ValueError, match="values"):
+        plots.heatmap(np.ones((2, 3)), x=[1, 2], y=[1, 2])
+    with pytest.raises(ValueError, match="log_color"):
+        plots.heatmap(np.array([[0.0, 1.0]]), x=[1, 2], y=[1], log_color=True)
