@@ -121,8 +121,9 @@ class Explorer:
     figsize, dpi : figure size in inches and resolution of the frames. The defaults give
         512 x 288 pixel frames of about 15 kB each.
     layout : str or None
-        Matplotlib layout engine; ``"constrained"`` never clips labels but draws twice, so
-        pass ``None`` (and ``fig.subplots_adjust``) for a widget that must update faster.
+        Matplotlib layout engine. The default ``None`` uses fixed margins that suit one or two
+        panels with axis labels and a title; ``"constrained"`` never clips a label but draws
+        every frame twice (about 2x slower per update).
     max_frames : int
         Upper bound on the number of value combinations (the static page stores one frame
         each); the default of 48 keeps a widget below about 1 MB.
@@ -131,7 +132,7 @@ class Explorer:
     """
 
     def __init__(self, render, controls, *, labels=None, initial=None, figsize=(6.4, 3.6),
-                 dpi=80, layout="constrained", max_frames=48, alt=None):
+                 dpi=80, layout=None, max_frames=48, alt=None):
         if not callable(render):
             raise TypeError(f"render must be callable, got {render!r}")
         if not isinstance(controls, dict) or not controls:
@@ -210,6 +211,8 @@ class Explorer:
         full = {**self._values, **self._check_values(values)}
         from matplotlib.figure import Figure
         fig = Figure(figsize=self._figsize, dpi=self._dpi, layout=self._layout)
+        if self._layout is None:
+            fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.9, wspace=0.3)
         text, diverged = "", False
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                 warnings.catch_warnings():

@@ -8,7 +8,9 @@
    would otherwise be published silently. Every notebook in the table of contents is checked
    for error outputs and unexecuted code cells; each problem is a Sphinx warning, which
    ``-W`` turns into a failed build.
-3. The API page: the line ``<!-- curvlib-api -->`` in ``chapters/a2_api.md`` becomes one
+3. sphinx-thebe (a Jupyter Book default) is stripped from the pages: there is no live-code
+   button, and its loader names a CDN.
+4. The API page: the line ``<!-- curvlib-api -->`` in ``chapters/a2_api.md`` becomes one
    section with ``automodule`` per public module of ``curvlib`` (each ``curvlib/*.py`` not
    starting with ``_``), so the reference follows the library as it grows.
 """
@@ -35,6 +37,17 @@ ASSETS = [
 _SKIP = ("*.map", "embed.js", "libembed-amd.js", "*.LICENSE.txt", "index.js")
 
 
+# Loaded between require.js and the HTML manager (see nb_ipywidgets_js in _config.yml). The
+# manager finds its chunks and fonts through its AMD module URI, which require.js would
+# otherwise resolve against the page's own directory.
+REQUIRE_CONFIG = """\
+(function () {
+  var here = document.currentScript.src.replace(/[^/]*$/, "");
+  window.require.config({paths: {"@jupyter-widgets/html-manager/dist": here + "html-manager"}});
+})();
+"""
+
+
 def _sources():
     missing = [src for src, _ in ASSETS if not (ROOT / "node_modules" / src).exists()]
     if missing:
@@ -55,6 +68,17 @@ def copy_assets(app, exception):
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
+    (dest_root / "require-config.js").write_text(REQUIRE_CONFIG)
+
+
+def drop_thebe(app, pagename, templatename, context, doctree):
+    """Remove sphinx-thebe's scripts (a constant naming a CDN URL and its loader): the book
+    has no live-code button, and a page should not even mention another host's script."""
+    if "script_files" in context:
+        context["script_files"] = [
+            js for js in context["script_files"]
+            if "thebe" not in str(getattr(js, "filename", "") or "")
+            and "THEBE_JS_URL" not in str(getattr(js, "attributes", {}).get("body", ""))]
 
 
 def check_notebooks(app):
@@ -86,7 +110,9 @@ def api_markdown():
         if path.name.startswith("_"):
             continue
         name = f"curvlib.{path.stem}"
-        parts.append(f"## `{name}`\n\n```{{automodule}} {name}\n:members:\n```\n")
+        # eval-rst: autodoc writes reStructuredText, which MyST would read as Markdown
+        parts.append(f"## `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n"
+                     f"   :members:\n```\n")
     return "\n".join(parts)
 
 
@@ -105,6 +131,7 @@ def setup(app):
     _sources()
     app.connect("builder-inited", check_notebooks)
     app.connect("build-finished", copy_assets)
+    app.connect("html-page-context", drop_thebe)
     app.connect("source-read", insert_api)
     app.connect("env-get-outdated", api_outdated)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,101 @@
+"""Execute chapter notebooks in place and store their outputs (``make notebooks``).
+
+For each notebook: make sure the Colab install cell comes first (``tools/colab_cell.py``),
+execute every cell with nbclient in a fresh kernel started in ``chapters/``, store the outputs
+and the ipywidgets state (so the saved notebook shows its widgets), and record the wall time in
+``chapters/runtimes.json``, which the performance appendix reads.
+
+The kernel gets ``PYTHONHASHSEED=0`` and no ``MPLBACKEND`` (so figures use the inline
+backend). Seeds for numpy and torch are set by the notebooks themselves, not here: nbval
+re-executes them without this script, and must get the same numbers.
+
+Usage: ``python tools/run_notebooks.py [--timeout S] chapters/01_x.ipynb ...``; a notebook
+that raises stops this script with a non-zero exit status and is not written.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from colab_cell import ensure_colab_cell  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIMES = ROOT / "chapters" / "runtimes.json"
+
+
+def kernel_env():
+    env = dict(os.environ)
+    env.pop("MPLBACKEND", None)  # ipykernel then selects the inline backend
+    env["PYTHONHASHSEED"] = "0"
+    env.setdefault("OMP_NUM_THREADS", "2")
+    return env
+
+
+def execute(path, timeout):
+    """Run one notebook in place; returns its wall time in seconds."""
+    nb = nbformat.read(path, as_version=4)
+    ensure_colab_cell(nb)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}},
+                            record_timing=False, store_widget_state=True)
+    start = time.perf_counter()
+    client.execute(env=kernel_env())
+    seconds = time.perf_counter() - start
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
+    return seconds
+
+
+def record(times):
+    data = json.loads(RUNTIMES.read_text()) if RUNTIMES.exists() else {}
+    data["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                       "omp_num_threads": kernel_env()["OMP_NUM_THREADS"]}
+    chapters = data.setdefault("notebooks", {})
+    today = datetime.date.today().isoformat()
+    for name, seconds in times.items():
+        chapters[name] = {"seconds": round(seconds, 1), "date": today}
+    data["notebooks"] = dict(sorted(chapters.items()))
+    RUNTIMES.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        default=sorted((ROOT / "chapters").glob("*.ipynb")))
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    times, failed = {}, []
+    for path in args.notebooks:
+        path = path.resolve()
+        print(f"{path.relative_to(ROOT)} ...", end=" ", flush=True)
+        try:
+            times[path.stem] = execute(path, args.timeout)
+        except CellExecutionError as exc:
+            print("FAILED")
+            print(str(exc)[-3000:], file=sys.stderr)
+            failed.append(path.name)
+            continue
+        print(f"{times[path.stem]:.1f} s")
+    if times:
+        record(times)
+    if failed:
+        print(f"failed: {', '.join(failed)} (not written)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
