@@ -218,6 +218,9 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
     optimizer = factory([{"params": leaves[k], "lr": lrs[k]} for k in range(K)], lrs[0])
     if type(optimizer) not in _elementwise_classes():
         return None
+    for group in optimizer.param_groups:  # torch picks the per-tensor loop on CPU by default
+        if group.get("foreach", False) is None:
+            group["foreach"] = True
 
     def member_loss(params, xb, yb):
         return loss_fn(torch.func.functional_call(template, params, (xb,)), yb)
@@ -263,12 +266,9 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
         if not alive.any():
             break
         member[alive].sum().backward()
-        sq = torch.zeros(M, dtype=torch.float64)
-        for k in range(K):
-            for leaf in leaves[k]:
-                g = leaf.grad.detach().double()
-                sq[k * S:(k + 1) * S] += (g * g).reshape(S, -1).sum(1)
-        gn = sq.sqrt()
+        gn = torch.cat([torch.linalg.vector_norm(torch.cat(
+            [leaf.grad.detach().reshape(S, -1) for leaf in leaves[k]], dim=1), dim=1)
+            for k in range(K)]).double()
         newly = alive & ~torch.isfinite(gn)
         for i in torch.nonzero(newly).flatten().tolist():
             diverged_at[i] = t
