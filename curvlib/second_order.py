@@ -19,13 +19,14 @@ so the only new code here is the preconditioning.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from . import rules
-from ._checks import check_choice, check_int, check_nonnegative, check_positive, check_unit_interval
+from ._checks import check_int, check_nonnegative, check_positive, check_unit_interval
 
 __all__ = ["KFAC", "Shampoo", "kfac_bytes", "shampoo_bytes", "kfac_layers"]
 
@@ -116,11 +117,22 @@ class KFAC(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self._layers = [m for m in kfac_layers(model) if m.weight.requires_grad]
         self._captured = {}
-        self._handles = [m.register_forward_hook(self._capture) for m in self._layers]
+        # The hook is a plain function holding a weak reference: a deep copy of the model
+        # then shares it instead of copying the optimizer, and it ignores modules that are
+        # not this optimizer's (such as the copy's layers).
+        owner = weakref.ref(self)
 
-    # hooks: keep the layer's input and, when backward reaches it, its output gradient
+        def capture(module, inputs, output):
+            opt = owner()
+            if opt is not None:
+                opt._capture(module, inputs, output)
+
+        self._handles = [m.register_forward_hook(capture) for m in self._layers]
+
+    # keep the layer's input and, when backward reaches it, its output gradient
     def _capture(self, module, inputs, output):
-        if not (module.training and torch.is_grad_enabled() and output.requires_grad):
+        if not (module.training and torch.is_grad_enabled() and output.requires_grad
+                and any(module is m for m in self._layers)):
             return
         slot = {"a": inputs[0].detach()}
         self._captured[module] = slot
@@ -338,7 +350,7 @@ class Shampoo(torch.optim.Optimizer):
             beta2=check_unit_interval("beta2", beta2, closed_right=True),
             epsilon=check_positive("epsilon", epsilon),
             update_interval=check_int("update_interval", update_interval, minimum=1),
-            grafting=check_choice("grafting", grafting, {"adagrad", "sgd", None}),
+            grafting=_check_grafting(grafting),
             graft_eps=check_positive("graft_eps", graft_eps),
             weight_decay=check_nonnegative("weight_decay", weight_decay),
             max_preconditioner_dim=check_int("max_preconditioner_dim", max_preconditioner_dim,
@@ -416,6 +428,12 @@ class Shampoo(torch.optim.Optimizer):
         return pre * (torch.linalg.vector_norm(graft) / norm)
 
 
+def _check_grafting(grafting):
+    if grafting not in ("adagrad", "sgd", None):
+        raise ValueError(f"grafting must be 'adagrad', 'sgd' or None, got {grafting!r}")
+    return grafting
+
+
 def _preconditioned_dims(shape, max_dim):
     return [n for n in shape if 1 < n <= max_dim]
 
@@ -436,7 +454,7 @@ def shampoo_bytes(layers, *, bias=True, dtype=torch.float32, grafting="adagrad",
     ``layers``: a list of ``(in_features, out_features)`` pairs (``nn.Linear`` layers), or a
     model or iterable of parameters, counted tensor by tensor in their own dtype.
     """
-    check_choice("grafting", grafting, {"adagrad", "sgd", None})
+    _check_grafting(grafting)
     max_dim = check_int("max_preconditioner_dim", max_preconditioner_dim, minimum=1)
     momentum = bool(momentum)
     extra = (grafting == "adagrad") + momentum
