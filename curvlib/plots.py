@@ -6,7 +6,10 @@ Four kinds of figure recur through the book:
 * :func:`convergence` -- error, loss or gradient norm against the step, on log axes;
 * :func:`mean_band` -- a mean curve over seeds with a band showing the spread;
 * :func:`heatmap` -- a quantity over a grid of two hyperparameters (e.g. a convergence rate
-  over learning rate and momentum), with diverged cells shown in grey.
+  over learning rate and momentum), with diverged cells shown in grey;
+
+and one table: :func:`markdown_table`, rows of measured numbers rendered as a Markdown table
+(the book shows it as a real table; nbval compares its text).
 
 Every function takes an optional ``ax`` (a new figure is made when it is ``None``) and returns
 the axes, so figures compose: ``ax = contour(...); convergence(..., ax=other_ax)``. Nothing here
@@ -30,7 +33,8 @@ import numpy as np
 from ._checks import check_int
 from .widgets import divergence_step
 
-__all__ = ["contour", "convergence", "mean_band", "heatmap", "cell_edges"]
+__all__ = ["contour", "convergence", "mean_band", "heatmap", "cell_edges", "markdown_table",
+           "plain_log_ticks"]
 
 
 def _plt():
@@ -185,8 +189,8 @@ def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels
                         color=kw["color"], ms=7, zorder=6)
     ax.set_xlim(*box[0])
     ax.set_ylim(*box[1])
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
+    ax.set_xlabel("x₁")  # plain text: no mathtext parsing on every widget redraw
+    ax.set_ylabel("x₂")
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize="small")
     return ax
@@ -357,4 +361,59 @@ def heatmap(values, x, y, *, ax=None, log_x=False, log_y=False, log_color=False,
         cb.set_label(colorbar_label)
         if np.ma.is_masked(V) and V.mask.any():
             cb.ax.set_title(f"grey:\n{bad_label}", fontsize="small")
+    return ax
+
+
+def markdown_table(rows, columns, *, align=None):
+    r"""Rows of results as a Markdown table, displayed as a table in a notebook and in the book.
+
+    ``rows`` is a sequence of dicts; ``columns`` maps each header to a key of the rows or to a
+    function ``row -> value``. A value is shown with ``str`` unless the column gives a format:
+    pass ``(key_or_function, "{:.3g}")`` instead. ``None`` shows as an em dash. ``align`` is a
+    string of ``l``/``r``/``c``, one per column (default: right-aligned).
+
+    >>> t = markdown_table([{"k": 1, "err": 0.5}], {"step": "k", "error": ("err", "{:.1e}")})
+    >>> print(t.data)
+    | step | error |
+    |---:|---:|
+    | 1 | 5.0e-01 |
+    """
+    from IPython.display import Markdown
+
+    if not isinstance(columns, dict) or not columns:
+        raise TypeError("columns must be a non-empty dict header -> key, function or (key, format)")
+    specs = []
+    for header, spec in columns.items():
+        get, fmt = (spec if isinstance(spec, tuple) else (spec, "{}"))
+        specs.append((str(header), get, fmt))
+    align = align or "r" * len(specs)
+    if len(align) != len(specs) or set(align) - set("lrc"):
+        raise ValueError(f"align must have one of l, r, c per column ({len(specs)}), got {align!r}")
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(h for h, _, _ in specs) + " |",
+             "|" + "|".join(marks[a] for a in align) + "|"]
+    for row in rows:
+        cells = []
+        for _, get, fmt in specs:
+            value = get(row) if callable(get) else row[get]
+            cells.append("—" if value is None else fmt.format(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return Markdown("\n".join(lines))
+
+
+def plain_log_ticks(ax, axis="y", numticks=5):
+    """Few plain-text labels ("1e-06") on a log axis, no minor ticks.
+
+    Matplotlib writes log tick labels as mathtext (:math:`10^{-6}`), and parsing it is most
+    of the cost of redrawing a small figure; widgets that must redraw in well under 100 ms
+    call this on their log axes. ``axis`` is ``"x"``, ``"y"`` or ``"both"``.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    if axis not in ("x", "y", "both"):
+        raise ValueError(f"axis must be 'x', 'y' or 'both', got {axis!r}")
+    for a in ([ax.xaxis, ax.yaxis] if axis == "both" else [getattr(ax, f"{axis}axis")]):
+        a.set_major_locator(LogLocator(numticks=numticks))
+        a.set_minor_locator(NullLocator())
+        a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-")))
     return ax

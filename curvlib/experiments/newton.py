@@ -299,7 +299,8 @@ def plot_race(race, axes=None, *, x_star=None, log_x=False):
 # The widget
 # --------------------------------------------------------------------------------------
 EXPLORER_KAPPAS = (1, 3, 10, 30, 100, 300, 1000)
-EXPLORER_ANGLES = (0, 15, 30, 45, 60, 75)
+EXPLORER_ANGLES = (0, 20, 45, 70)
+_SYMLOG_TICKS = (0, 1, 10, 100, 1000, 10000)
 
 
 def newton_explorer(tol=1e-6, maxiter=20_000):
@@ -309,6 +310,8 @@ def newton_explorer(tol=1e-6, maxiter=20_000):
     steps each needs to bring :math:`\|x - x^\star\|` below ``tol``. Everything is computed in
     the factory (closed-form GD paths), so moving a slider only draws.
     """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
     from .. import plots
     from ..widgets import Explorer
 
@@ -334,11 +337,15 @@ def newton_explorer(tol=1e-6, maxiter=20_000):
         # an exact zero (Newton on a quadratic) is drawn at 1e-12, below the window
         err = {name: np.maximum(np.linalg.norm(p - f.minimum, axis=1), 1e-12)
                for name, p in (("gradient descent", gd), ("Newton", newton))}
-        plots.convergence(err, ax=ax2, ylabel="‖x − x*‖", xlabel="step (symlog scale)")
+        plots.convergence(err, ax=ax2, ylabel="‖x − x*‖", xlabel="step (0, then log scale)")
         ax2.set_xscale("symlog", linthresh=1)
         ax2.set_xlim(0, max(10, 1.3 * len(gd)))
+        ax2.xaxis.set_major_locator(FixedLocator(_SYMLOG_TICKS))
+        ax2.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax2.xaxis.set_minor_locator(NullLocator())
         ax2.axhline(tol, color="0.5", ls=":", lw=1)
         ax2.set_ylim(tol / 100, 10)
+        plots.plain_log_ticks(ax2)
         texts = [f"{name} {n} step{'s' if n != 1 else ''}" if n is not None
                  else f"{name} more than {maxiter} steps"
                  for name, n in (("gradient descent (lr = 1/L)", k),
@@ -347,7 +354,7 @@ def newton_explorer(tol=1e-6, maxiter=20_000):
 
     return Explorer(render, {"kappa": list(EXPLORER_KAPPAS), "angle": list(EXPLORER_ANGLES)},
                     labels={"kappa": "condition number κ", "angle": "rotation (degrees)"},
-                    initial={"kappa": 30, "angle": 30},
+                    initial={"kappa": 30, "angle": 20},
                     alt="Gradient descent and Newton paths on a quadratic of chosen condition "
                         "number and rotation, with their errors against the step")
 
