@@ -72,7 +72,7 @@ def test_optimal_parameters_are_optimal_and_match_theory():
 
 def test_measured_rates_match_theory_on_the_grid():
     g = mo.rate_grid(kappa=50, lrs=np.geomspace(0.05, 5, 25), momenta=np.linspace(0, 0.95, 20))
-    assert g["max_gap"] < 0.02
+    assert g["max_gap"] < 0.01
     stable = g["theory"] < 0.999
     assert np.all(np.isfinite(g["measured"][stable & (g["theory"] < 0.99)]))
     assert np.all(np.isnan(g["measured"][g["theory"] > 1.01]))  # diverged cells are NaN
@@ -82,7 +82,9 @@ def test_rate_table_momentum_is_far_more_than_30_percent_faster():
     rows = mo.rate_table(kappas=(10, 100, 1000))
     for r in rows:
         for m in ("gd", "heavy_ball", "nesterov"):
-            assert r[f"{m}_measured"] == pytest.approx(r[f"{m}_theory"], rel=0.02)
+            # within 3%: at the tuned setting the roots are double, the error is t * rho^t
+            assert r[f"{m}_measured"] == pytest.approx(r[f"{m}_theory"], rel=0.03)
+            assert r[f"{m}_measured"] >= r[f"{m}_theory"] - 1e-9
         # ~ sqrt(kappa)-fold fewer steps for the heavy ball
         assert 0.4 * math.sqrt(r["kappa"]) < r["speedup_heavy_ball"] < 1.5 * math.sqrt(r["kappa"])
         assert r["speedup_nesterov"] > 1.3

@@ -181,3 +181,31 @@ def test_heatmap_bad_input():
         plots.heatmap(np.ones((2, 3)), x=[1, 2], y=[1, 2])
     with pytest.raises(ValueError, match="log_color"):
         plots.heatmap(np.array([[0.0, 1.0]]), x=[1, 2], y=[1], log_color=True)
+
+
+# ------------------------------------------------------------------ table and tick helpers
+def test_markdown_table_formats_and_dashes():
+    t = plots.markdown_table([{"k": 1, "err": 0.5, "n": None}, {"k": 2, "err": 2.5e-3, "n": 7}],
+                             {"step": "k", "error": ("err", "{:.1e}"), "n": "n",
+                              "twice": lambda r: 2 * r["k"]}, align="lrrr")
+    lines = t.data.splitlines()
+    assert lines[0] == "| step | error | n | twice |"
+    assert lines[1] == "|:---|---:|---:|---:|"
+    assert lines[2] == "| 1 | 5.0e-01 | — | 2 |"
+    assert lines[3] == "| 2 | 2.5e-03 | 7 | 4 |"
+    with pytest.raises(ValueError, match="align"):
+        plots.markdown_table([], {"a": "a"}, align="rr")
+    with pytest.raises(TypeError, match="columns"):
+        plots.markdown_table([], [])
+
+
+def test_plain_log_ticks_avoid_mathtext():
+    ax = plots.convergence({"a": np.geomspace(1, 1e-8, 20)})
+    plots.plain_log_ticks(ax)
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and all("$" not in s for s in labels)
+    assert "1e-04" in labels or "1e-08" in labels or "1e0" in labels
+    assert len(ax.yaxis.get_minorticklocs()) == 0
+    with pytest.raises(ValueError, match="axis"):
+        plots.plain_log_ticks(ax, axis="z")
