@@ -59,7 +59,9 @@ def _np_bool():
 
 
 def _check_scalar(name, value):
-    """A real number, or a one-element tensor (torch.optim accepts a tensor lr)."""
+    """A finite real number, or a one-element tensor (torch.optim accepts a tensor lr)."""
+    if isinstance(value, (str, bytes, bool)):  # float() would accept these
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} as a tensor must have one element, got shape "
@@ -69,6 +71,14 @@ def _check_scalar(name, value):
                              "not supported)")
         value = value.item()
     return check_real(name, value)
+
+
+def _nonneg(name, value):
+    return check_nonnegative(name, _check_scalar(name, value))
+
+
+def _unit(name, value, closed_right=False):
+    return check_unit_interval(name, _check_scalar(name, value), closed_right=closed_right)
 
 
 def _check_lr(value):
@@ -81,8 +91,7 @@ def _check_lr(value):
 def _check_betas(value):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
-    return tuple(check_unit_interval(f"betas[{i}]", _check_scalar(f"betas[{i}]", b))
-                 for i, b in enumerate(value))
+    return tuple(_unit(f"betas[{i}]", b) for i, b in enumerate(value))
 
 
 def _check_torch_options(foreach, capturable, differentiable, fused):
@@ -275,12 +284,9 @@ class SGD(RuleOptimizer):
     @classmethod
     def check_hyper(cls, g):
         g = dict(g, lr=_check_lr(g["lr"]),
-                 momentum=check_nonnegative("momentum", g["momentum"]),
-                 dampening=check_unit_interval("dampening", g["dampening"],
-                                               closed_right=True),
-                 weight_decay=check_nonnegative("weight_decay",
-                                                _check_scalar("weight_decay",
-                                                              g["weight_decay"])),
+                 momentum=_nonneg("momentum", g["momentum"]),
+                 dampening=_unit("dampening", g["dampening"], closed_right=True),
+                 weight_decay=_nonneg("weight_decay", g["weight_decay"]),
                  nesterov=_check_flag("nesterov", g["nesterov"]),
                  maximize=_check_flag("maximize", g["maximize"]))
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
@@ -332,8 +338,8 @@ class Adam(RuleOptimizer):
     @classmethod
     def check_hyper(cls, g):
         return dict(g, lr=_check_lr(g["lr"]), betas=_check_betas(g["betas"]),
-                    eps=check_nonnegative("eps", g["eps"]),
-                    weight_decay=check_nonnegative("weight_decay", g["weight_decay"]),
+                    eps=_nonneg("eps", g["eps"]),
+                    weight_decay=_nonneg("weight_decay", g["weight_decay"]),
                     amsgrad=_check_flag("amsgrad", g["amsgrad"]),
                     maximize=_check_flag("maximize", g["maximize"]),
                     decoupled_weight_decay=_check_flag("decoupled_weight_decay",
@@ -409,11 +415,11 @@ class Adagrad(RuleOptimizer):
     @classmethod
     def check_hyper(cls, g):
         return dict(g, lr=_check_lr(g["lr"]),
-                    lr_decay=check_nonnegative("lr_decay", g["lr_decay"]),
-                    weight_decay=check_nonnegative("weight_decay", g["weight_decay"]),
-                    initial_accumulator_value=check_nonnegative(
-                        "initial_accumulator_value", g["initial_accumulator_value"]),
-                    eps=check_nonnegative("eps", g["eps"]),
+                    lr_decay=_nonneg("lr_decay", g["lr_decay"]),
+                    weight_decay=_nonneg("weight_decay", g["weight_decay"]),
+                    initial_accumulator_value=_nonneg("initial_accumulator_value",
+                                                      g["initial_accumulator_value"]),
+                    eps=_nonneg("eps", g["eps"]),
                     maximize=_check_flag("maximize", g["maximize"]))
 
     @staticmethod
@@ -454,10 +460,10 @@ class RMSprop(RuleOptimizer):
 
     @classmethod
     def check_hyper(cls, g):
-        return dict(g, lr=_check_lr(g["lr"]), alpha=check_unit_interval("alpha", g["alpha"]),
-                    eps=check_nonnegative("eps", g["eps"]),
-                    weight_decay=check_nonnegative("weight_decay", g["weight_decay"]),
-                    momentum=check_nonnegative("momentum", g["momentum"]),
+        return dict(g, lr=_check_lr(g["lr"]), alpha=_unit("alpha", g["alpha"]),
+                    eps=_nonneg("eps", g["eps"]),
+                    weight_decay=_nonneg("weight_decay", g["weight_decay"]),
+                    momentum=_nonneg("momentum", g["momentum"]),
                     centered=_check_flag("centered", g["centered"]),
                     maximize=_check_flag("maximize", g["maximize"]))
 
