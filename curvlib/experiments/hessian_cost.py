@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
+from functools import wraps
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from .._checks import check_choice, check_int, check_positive
 __all__ = ["PRECISIONS", "REFERENCE_MACHINE", "memory_rows", "memory_markdown",
            "check_500tb", "inversion_rows", "inversion_markdown", "check_gpt3", "walls",
            "mlp_hessian_problem", "measure_scaling", "loglog_slope", "plot_scaling",
-           "single_thread", "trained_spectrum", "spectrum_summary", "kappa_by_cutoff", "plot_spectrum",
+           "single_thread", "single_threaded", "plot_memory_landscape", "trained_spectrum", "spectrum_summary", "kappa_by_cutoff", "plot_spectrum",
            "logistic_condition_number", "memory_explorer", "EXPLORERS"]
 
 #: The floating-point formats of the memory table.
@@ -133,6 +134,40 @@ def check_500tb(claimed_bytes=500e12, model="ResNet-50"):
                 n_for_claim_float32=math.sqrt(claimed / 4), n_lecture=25_000_000,
                 lecture_n_float32=mem.hessian_bytes(25_000_000, "float32"),
                 closest=closest, closest_bytes=variants[closest])
+
+
+def plot_memory_landscape(ax=None, models=None,
+                          labelled=("ResNet-50", "BERT-base", "GPT-2 XL", "Llama 2 7B", "GPT-3 175B")):
+    r"""Bytes of the exact Hessian against the parameter count, with real models and machines.
+
+    Three lines :math:`n^2 b` for float16/32/64, the models of :data:`curvlib.memory.MODELS`
+    on the float32 line, and horizontal lines at the memory of each machine of
+    :data:`curvlib.memory.HARDWARE`.
+    """
+    import matplotlib.pyplot as plt
+    mem = _memory()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.6))
+    n = np.logspace(3, 12, 50)
+    for d, style in zip(PRECISIONS, (":", "-", "--")):
+        ax.loglog(n, n ** 2 * mem.dtype_bytes(d), "k" + style, lw=1, label=f"full Hessian, {d}")
+    for name in _model_names(models):
+        m = mem.MODELS[name].n_params
+        ax.loglog(m, float(mem.hessian_bytes(m, "float32")), "o", color="tab:red", ms=5)
+        if name in labelled:
+            ax.annotate(name, (m, float(mem.hessian_bytes(m, "float32"))), fontsize=8,
+                        xytext=(6, -10), textcoords="offset points")
+    by_size = {}
+    for hw, spec in mem.HARDWARE.items():  # machines with equal memory share a line
+        by_size.setdefault(spec.memory_bytes, []).append(hw)
+    for (size, names), color in zip(sorted(by_size.items()), ("tab:blue", "tab:green", "tab:purple")):
+        ax.axhline(float(size), color=color, lw=1.2)
+        ax.text(2e3, float(size) * 2.5, f"{' / '.join(names)}: {mem.format_bytes(size)}",
+                fontsize=7, color=color)
+    ax.set(xlabel="parameters n", ylabel="bytes", xlim=(1e3, 1e12), ylim=(1e6, 1e25),
+           title="the exact Hessian against real memory (dots: float32)")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
 
 
 # --------------------------------------------------------------------------------------
@@ -327,19 +362,30 @@ def plot_scaling(result, ax=None, fit_last=4):
 # --------------------------------------------------------------------------------------
 @contextmanager
 def single_thread():
-    """Run small torch computations on one thread, restoring the setting afterwards.
+    """Run small computations on one thread (torch and numpy's BLAS), restoring the settings after.
 
     On tiny matrices a second thread only adds synchronisation (and, on a busy machine,
-    waiting); one thread also makes float64 reductions identical whatever
-    ``OMP_NUM_THREADS`` says, so rounded outputs match between runs.
+    waiting); one thread also makes floating-point reductions identical whatever
+    ``OMP_NUM_THREADS`` says, so rounded outputs match between runs and machines.
     """
     import torch
+    from threadpoolctl import threadpool_limits
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1):
+            yield
     finally:
         torch.set_num_threads(before)
+
+
+def single_threaded(function):
+    """Decorator: run ``function`` inside :func:`single_thread`."""
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        with single_thread():
+            return function(*args, **kwargs)
+    return wrapper
 
 
 def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
@@ -353,7 +399,9 @@ def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
 
     Returns ``eigenvalues`` (trained) and ``eigenvalues_init`` (ascending numpy arrays),
     ``n_params``, ``loss_init``, ``loss``, ``train_accuracy``, ``test_accuracy`` (on the
-    whole test split) and ``n_samples``.
+    whole test split), ``n_samples`` and ``constant_inputs``, the number of input pixels that
+    are constant over the samples: each gives ``hidden`` exactly flat directions (the weights
+    from that pixel never change the output).
     """
     import torch
     from .. import curvature, data, models, optim, train
@@ -376,7 +424,8 @@ def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
                 return float((model(A).argmax(1) == b).double().mean())
             return dict(eigenvalues=eig, eigenvalues_init=eig_init, n_params=w.numel(),
                         loss_init=float(f(w0)), loss=float(f(w)), train_accuracy=accuracy(X, y),
-                        test_accuracy=accuracy(split.X_test, split.y_test), n_samples=len(X))
+                        test_accuracy=accuracy(split.X_test, split.y_test), n_samples=len(X),
+                        constant_inputs=int(((X.max(0).values - X.min(0).values) == 0).sum()))
 
 
 def spectrum_summary(eigenvalues, *, zero_tol=1e-3, neg_tol=1e-6, outlier_fraction=0.1):
@@ -447,7 +496,7 @@ def plot_spectrum(eigenvalues, ax=None, *, zero_tol=1e-3, title=None):
     a1.hist(lam, bins=np.unique(edges), color="tab:blue")
     a1.set_xscale("symlog", linthresh=thresh)
     a1.set_yscale("log")
-    a1.set(xlabel="eigenvalue (symlog)", ylabel="count", title="histogram: bulk at zero, outliers right")
+    a1.set(xlabel="eigenvalue (symlog)", ylabel="count", title="histogram (symmetric log axis)")
     return ax
 
 

@@ -38,12 +38,13 @@ import numpy as np
 
 from .. import rules
 from .._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
+from .hessian_cost import single_thread, single_threaded
 
 __all__ = ["LogisticProblem", "bfgs_inverse_update", "explicit_inverse_hessian", "two_loop_check",
-           "full_batch_race", "extrapolated_iterations", "history_sweep", "error_ratios", "ratio_by_window",
+           "full_batch_race", "plot_race", "extrapolated_iterations", "history_sweep", "error_ratios", "ratio_by_window",
            "stochastic_lbfgs", "stochastic_adam", "minibatch_grid", "plot_minibatch_grid",
-           "bias_correction_ratio", "quadratic_problem", "jacobi_condition_number",
-           "preconditioning_race", "state_bytes_rows", "comparison_rows", "comparison_markdown",
+           "bias_correction_ratio", "plot_bias_correction", "quadratic_problem", "jacobi_condition_number",
+           "preconditioning_race", "plot_preconditioning", "state_bytes_rows", "comparison_rows", "comparison_markdown",
            "adam_explorer", "lbfgs_history_explorer", "EXPLORERS"]
 
 
@@ -65,6 +66,7 @@ class LogisticProblem:
     method run to machine precision.
     """
 
+    @single_threaded
     def __init__(self, l2=1e-3, seed=0):
         from .. import data
         self.l2 = check_positive("l2", l2)
@@ -151,6 +153,7 @@ def explicit_inverse_hessian(s_list, y_list, gamma):
     return H
 
 
+@single_threaded
 def two_loop_check(problem=None, history_size=5, maxiter=40):
     r"""Along an L-BFGS run, compare the two-loop direction with :math:`-H_k^{-1}\nabla f_k` formed explicitly.
 
@@ -190,22 +193,24 @@ def two_loop_check(problem=None, history_size=5, maxiter=40):
 # --------------------------------------------------------------------------------------
 # Full-batch logistic regression: GD, heavy ball, Adam, L-BFGS, Newton
 # --------------------------------------------------------------------------------------
-def full_batch_race(problem=None, *, gtol=1e-8, maxiter=5000, history_size=10, adam_lr=0.05):
+@single_threaded
+def full_batch_race(problem=None, *, gtol=1e-8, maxiter=5000, history_sizes=(10,), adam_lr=0.05):
     r"""Every method from :math:`w=0` until :math:`\|\nabla f\|_\infty \le` ``gtol``.
 
     Step sizes: GD and heavy ball (momentum 0.9) use :math:`1/L` with the global smoothness
     bound :math:`L` of :class:`LogisticProblem` (the textbook safe step); Adam uses ``adam_lr``;
-    L-BFGS (``history_size``) and Newton take unit steps, L-BFGS with a strong-Wolfe line
-    search. Returns ``{label: result}`` (:func:`curvlib.minimize` results, each with its
+    L-BFGS (one run per entry of ``history_sizes``) and Newton take unit steps, L-BFGS with a
+    strong-Wolfe line search. Returns ``{label: result}`` (:func:`curvlib.minimize` results, each with its
     ``path``) and adds ``error`` :math:`\|w_k - w^\star\|` and ``gap`` :math:`f(w_k)-f^\star`.
     """
     problem = LogisticProblem() if problem is None else problem
     lr = 1.0 / problem.smoothness
     runs = {"GD": dict(method="gd", lr=lr),
             "heavy ball": dict(method="momentum", lr=lr, momentum=0.9),
-            "Adam": dict(method="adam", lr=check_positive("adam_lr", adam_lr)),
-            f"L-BFGS (m={history_size})": dict(method="lbfgs", history_size=history_size),
-            "Newton": dict(method="newton")}
+            "Adam": dict(method="adam", lr=check_positive("adam_lr", adam_lr))}
+    for m in history_sizes:
+        runs[f"L-BFGS (m={check_int('history_sizes', m, minimum=1)})"] = dict(method="lbfgs", history_size=m)
+    runs["Newton"] = dict(method="newton")
     out = {}
     for label, kw in runs.items():
         res = problem.minimize(gtol=gtol, maxiter=maxiter, **kw)
@@ -235,6 +240,7 @@ def extrapolated_iterations(result, target_error, last=500):
     return K + math.log(target / e[-1]) / math.log(r), r
 
 
+@single_threaded
 def history_sweep(problem=None, sizes=(1, 2, 3, 5, 10, 20, 50), gtol=1e-8, maxiter=2000):
     """Iterations and function evaluations L-BFGS needs to ``gtol`` for each history size ``m``."""
     problem = LogisticProblem() if problem is None else problem
@@ -271,9 +277,32 @@ def ratio_by_window(path, x_star, windows=((1e-1, 1e-3), (1e-3, 1e-5), (1e-5, 1e
     return out
 
 
+def plot_race(race, problem, axes=None):
+    """Left: the gap :math:`f - f^\\star` against the iteration (log-log). Right: the error
+    ratio :math:`e_{k+1}/e_k` against the error :math:`e_k` (read from right to left)."""
+    import matplotlib.pyplot as plt
+    from .. import plots
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    curves = {k: np.maximum(r.gap, 1e-17) for k, r in race.items()}
+    plots.convergence(curves, ax=axes[0], log_x=True, ylabel="f(w_k) - f*", xlabel="iteration k")
+    axes[0].set_title("full-batch logistic regression (breast cancer)", fontsize=10)
+    for label, r in race.items():
+        ratios, e = error_ratios(r.path, problem.w_star)
+        keep = e > 1e-9
+        axes[1].semilogx(e[keep], ratios[keep], ".-", ms=3, lw=0.8, label=label)
+    axes[1].invert_xaxis()
+    axes[1].set(xlabel="error e_k = ||w_k - w*|| (decreasing to the right)",
+                ylabel="e_{k+1} / e_k", ylim=(0, 1.2),
+                title="superlinear: ratio -> 0; linear: ratio -> constant")
+    axes[1].legend(fontsize=8)
+    return axes
+
+
 # --------------------------------------------------------------------------------------
 # L-BFGS on mini-batches
 # --------------------------------------------------------------------------------------
+@single_threaded
 def stochastic_lbfgs(problem, batch_size, *, lr=1.0, epochs=10, history_size=10,
                      same_batch_pairs=False, seed=0):
     r"""L-BFGS with mini-batch gradients and a fixed step ``lr``; full-batch gap after each epoch.
@@ -328,6 +357,7 @@ def stochastic_lbfgs(problem, batch_size, *, lr=1.0, epochs=10, history_size=10,
     return dict(gaps=np.array(gaps), diverged_at=None)
 
 
+@single_threaded
 def stochastic_adam(problem, batch_size, *, lr=0.03, epochs=10, seed=0):
     """Adam (:func:`curvlib.rules.adam`) on the same mini-batches, for comparison."""
     N = problem.n_samples
@@ -350,6 +380,7 @@ def stochastic_adam(problem, batch_size, *, lr=0.03, epochs=10, seed=0):
     return dict(gaps=np.array(gaps), diverged_at=None)
 
 
+@single_threaded
 def minibatch_grid(problem=None, batch_sizes=(8, 32, 128, 426), lrs=(1.0, 0.3, 0.1, 0.03),
                    epochs=10, seeds=(0, 1, 2), history_size=10):
     r"""Final full-batch gap :math:`f - f^\star` after ``epochs`` for each (batch size, step size).
@@ -412,6 +443,7 @@ def plot_minibatch_grid(grid, axes=None):
 # --------------------------------------------------------------------------------------
 # Adam: bias correction and diagonal preconditioning
 # --------------------------------------------------------------------------------------
+@single_threaded
 def bias_correction_ratio(steps=1000, beta1=0.9, beta2=0.999, seed=0):
     r"""How much larger the lecture's (uncorrected) Adam steps are than Kingma & Ba's.
 
@@ -442,6 +474,21 @@ def bias_correction_ratio(steps=1000, beta1=0.9, beta2=0.999, seed=0):
     return dict(step=t, measured=measured, formula=formula, first=float(measured[0]),
                 max=float(measured[k]), argmax=k + 1,
                 above_two_until=int(t[measured > 2][-1]) if np.any(measured > 2) else 0)
+
+
+def plot_bias_correction(result, ax=None):
+    """The measured step ratio (lecture's Adam over Kingma & Ba's) against the step, with the formula."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
+    ax.semilogx(result["step"], result["measured"], lw=2, label="measured with curvlib.rules.adam")
+    ax.semilogx(result["step"], result["formula"], "k--", lw=1,
+                label="(1 - beta1^t) / sqrt(1 - beta2^t)")
+    ax.axhline(1, color="0.6", lw=0.8)
+    ax.set(xlabel="step t", ylabel="uncorrected / corrected step",
+           title="how much larger the lecture's Adam steps are")
+    ax.legend(fontsize=8)
+    return ax
 
 
 def quadratic_problem(dim, kappa, rotated, seed=0):
@@ -494,6 +541,7 @@ def _steps_to_tol(method, A, x0, lrs, steps, tol, hyper):
     return hit
 
 
+@single_threaded
 def preconditioning_race(kappas=(1e1, 1e2, 1e3, 1e4), dim=20, steps=1500, tol=1e-3,
                          lrs=None, seed=0):
     r"""Steps to shrink :math:`\|x\|` by ``tol`` on axis-aligned vs rotated quadratics.
@@ -520,6 +568,24 @@ def preconditioning_race(kappas=(1e1, 1e2, 1e3, 1e4), dim=20, steps=1500, tol=1e
     return out
 
 
+def plot_preconditioning(result, ax=None):
+    """Steps to tolerance against the condition number, axis-aligned (solid) vs rotated (dashed)."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    colors = {"Adam": "tab:red", "heavy ball": "tab:blue", "GD": "tab:gray"}
+    kappa = np.asarray(result["kappa"], dtype=float)
+    for (label, key), steps in result["steps"].items():
+        steps = np.asarray(steps, dtype=float)
+        ok = np.isfinite(steps)
+        ax.loglog(kappa[ok], steps[ok], "o-" if key == "axis-aligned" else "s--",
+                  color=colors.get(label), label=f"{label}, {key}")
+    ax.set(xlabel="condition number kappa", ylabel="steps to ||x|| <= 1e-3 ||x0|| (best lr)",
+           title="a diagonal preconditioner only helps on the axes")
+    ax.legend(fontsize=8, ncol=2)
+    return ax
+
+
 # --------------------------------------------------------------------------------------
 # The lecture's comparison table, measured
 # --------------------------------------------------------------------------------------
@@ -539,7 +605,6 @@ def state_bytes_rows(hidden=32, history_size=10):
     """
     import torch
     from .. import data, memory, optim, quasi_newton
-    from .hessian_cost import single_thread
     LBFGS = getattr(optim, "LBFGS", quasi_newton.LBFGS)
     split = data.digits()
     X, y = split.X_train[:256], split.y_train[:256]
@@ -625,6 +690,7 @@ def comparison_markdown(rows):
 # --------------------------------------------------------------------------------------
 # Widgets
 # --------------------------------------------------------------------------------------
+@single_threaded
 def adam_explorer(kappa=20.0, angle=math.pi / 6, steps=300):
     r"""Explorer: Adam's ``lr``, ``beta1`` and ``beta2`` on a rotated quadratic of condition ``kappa``.
 
@@ -665,6 +731,7 @@ def adam_explorer(kappa=20.0, angle=math.pi / 6, steps=300):
                     alt="Adam's path on a rotated ill-conditioned quadratic and its loss curve")
 
 
+@single_threaded
 def lbfgs_history_explorer(sizes=(1, 2, 3, 5, 10, 20, 50), l2s=(1e-2, 1e-3, 1e-4), gtol=1e-8):
     r"""Explorer: L-BFGS history size ``m`` (and the L2 strength, which sets :math:`\kappa`) on
     breast-cancer logistic regression; the loss gap per iteration beside GD's and Newton's.
