@@ -307,6 +307,7 @@ def test_state_dict_round_trip_and_scheduler(name, digits):
         assert torch.equal(p, q)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     lr = opt.param_groups[0]["lr"]
+    run(model, opt, 1)
     sched.step()
     assert opt.param_groups[0]["lr"] == lr / 2
 
