@@ -44,7 +44,8 @@ import torch
 
 from ._checks import check_choice, check_int, check_positive
 
-__all__ = ["RunStats", "Comparison", "as_split", "run_once", "run_seeds", "tune_lr",
+__all__ = ["RunStats", "Comparison", "as_split", "run_once", "run_seeds", "run_grid", "run_settings",
+           "stats_from_runs", "tune_lr",
            "tune_and_compare", "plot_bands", "summary_rows", "DEFAULT_SEEDS", "LR_GRID"]
 
 #: Five reporting seeds (the minimum the book allows for a comparison).
@@ -135,7 +136,7 @@ def _check_common(factory, make_model, steps, batch_size):
 
 
 def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, schedule=None,
-             loss_fn=None):
+             loss_fn=None, options=None):
     """Train ``make_model`` with ``factory(params, lr)`` for ``steps`` steps from ``seed``.
 
     The reference path: one run through :func:`curvlib.train.train`. ``make_model`` is
@@ -145,6 +146,8 @@ def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, sch
     Returns a dict with per-step ``loss``, ``grad_norm``, ``lr`` (numpy arrays of length
     ``steps``, NaN from a divergence on), ``diverged_at`` (step or ``None``) and the final
     full-split ``train_loss``, ``val_loss``, ``val_acc`` (``inf``/``inf``/``0`` if diverged).
+    ``options`` (a dict, e.g. ``{"weight_decay": 1e-3}``) overrides hyperparameters of every
+    param group of the optimizer.
     """
     from .train import train
 
@@ -156,6 +159,8 @@ def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, sch
         batch_size = None
     model = _build(make_model, seed)
     optimizer = factory(model.parameters(), lr)
+    for group in optimizer.param_groups:
+        group.update(options or {})
     scheduler = None if schedule is None else (lambda k: schedule(k, lr))
     res = train(model, optimizer, (X_tr, y_tr), loss_fn=loss_fn, steps=steps,
                 batch_size=batch_size, seed=int(seed), scheduler=scheduler,
@@ -190,9 +195,13 @@ def _elementwise_classes():
 
 
 def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, schedule=None,
-              loss_fn=None):
+              loss_fn=None, options=None):
     r"""Every run ``(lr, seed)`` for ``lr in lrs``, ``seed in seeds`` at once; ``None`` if the
     shortcut does not apply (then use :func:`run_once`).
+
+    ``schedule`` may be one function or a list with one per entry of ``lrs``; ``options`` an
+    optional list of param-group overrides, one dict per entry of ``lrs`` (e.g.
+    ``{"weight_decay": 1e-3}``), so settings that differ in more than the rate share a batch.
 
     The runs' parameters are stacked along a new leading axis, one stacked tensor per lr
     (its own param group), and the model is evaluated for all of them with
@@ -206,6 +215,10 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
     X_tr, y_tr, X_va, y_va = as_split(data)
     lrs, seeds = [float(v) for v in lrs], [int(s) for s in seeds]
     S, K = len(seeds), len(lrs)
+    scheds = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule] * K
+    options = [{}] * K if options is None else [dict(o) for o in options]
+    if len(scheds) != K or len(options) != K:
+        raise ValueError("schedule and options lists must have one entry per learning rate")
     models = [_build(make_model, s) for _ in lrs for s in seeds]
     template = models[0]
     if any(True for _ in template.buffers()):
@@ -215,7 +228,8 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
     for k in range(K):
         ps = [dict(m.named_parameters()) for m in models[k * S:(k + 1) * S]]
         leaves.append([torch.stack([p[n].detach() for p in ps]).requires_grad_() for n in names])
-    optimizer = factory([{"params": leaves[k], "lr": lrs[k]} for k in range(K)], lrs[0])
+    optimizer = factory([{**options[k], "params": leaves[k], "lr": lrs[k]} for k in range(K)],
+                        lrs[0])
     if type(optimizer) not in _elementwise_classes():
         return None
     for group in optimizer.param_groups:  # torch picks the per-tensor loop on CPU by default
@@ -248,7 +262,7 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
             idx = orders[:, cursor:cursor + batch_size].repeat(K, 1)
             cursor += batch_size
             xb, yb = X_tr[idx], y_tr[idx]
-        group_lr = [lrs[k] if schedule is None else schedule(t, lrs[k]) for k in range(K)]
+        group_lr = [lrs[k] if scheds[k] is None else scheds[k](t, lrs[k]) for k in range(K)]
         for k, group in enumerate(optimizer.param_groups):
             group["lr"] = group_lr[k]
         optimizer.zero_grad(set_to_none=True)
@@ -306,18 +320,28 @@ def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, 
     return results
 
 
-def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule, loss_fn, fast):
+def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule, loss_fn, fast,
+          options=None):
     """Results of every ``(lr, seed)`` pair, lr-major; fast path first when allowed."""
     for lr in lrs:
         check_positive("lr", lr)
     steps, batch_size = _check_common(factory, make_model, steps, batch_size)
+    K = len(lrs)
+    scheds = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule] * K
+    opts = [{}] * K if options is None else list(options)
+    if len(scheds) != K or len(opts) != K:
+        raise ValueError("schedule and options lists must have one entry per learning rate")
+    for sc in scheds:
+        if sc is not None and not callable(sc):
+            raise TypeError("schedule must be None or a (step, base_lr) -> lr function")
     if fast:
         out = _ensemble(factory, lrs, seeds, make_model, data, steps=steps,
-                        batch_size=batch_size, schedule=schedule, loss_fn=loss_fn)
+                        batch_size=batch_size, schedule=scheds, loss_fn=loss_fn, options=opts)
         if out is not None:
             return out
     return [run_once(factory, lr, make_model, data, steps=steps, seed=s, batch_size=batch_size,
-                     schedule=schedule, loss_fn=loss_fn) for lr in lrs for s in seeds]
+                     schedule=scheds[k], loss_fn=loss_fn, options=opts[k])
+            for k, lr in enumerate(lrs) for s in seeds]
 
 
 # --------------------------------------------------------------------------------------
@@ -396,7 +420,54 @@ def run_seeds(factory, lr, make_model, data, *, steps, seeds=DEFAULT_SEEDS, batc
     lr = check_positive("lr", lr)
     runs = _runs(factory, [lr], seeds, make_model, data, steps=steps, batch_size=batch_size,
                  schedule=schedule, loss_fn=loss_fn, fast=fast)
-    return RunStats(name=name, lr=float(lr), seeds=seeds,
+    return stats_from_runs(runs, lr, seeds, name)
+
+
+def run_grid(factory, lrs, make_model, data, *, steps, seeds=DEFAULT_SEEDS, batch_size=None,
+             schedule=None, loss_fn=None, name="", fast=True):
+    """Every learning rate of ``lrs`` from every seed: ``{lr: RunStats}`` (one vectorised batch
+    on the fast path). The building block of learning-rate sweeps."""
+    seeds = tuple(check_int("seeds", s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    lrs = [check_positive("lrs", lr) for lr in lrs]
+    if not lrs:
+        raise ValueError("lrs must not be empty")
+    runs = _runs(factory, lrs, seeds, make_model, data, steps=steps, batch_size=batch_size,
+                 schedule=schedule, loss_fn=loss_fn, fast=fast)
+    S = len(seeds)
+    return {lr: stats_from_runs(runs[k * S:(k + 1) * S], lr, seeds, name)
+            for k, lr in enumerate(lrs)}
+
+
+def run_settings(factory, settings, make_model, data, *, steps, seeds=DEFAULT_SEEDS,
+                 batch_size=None, loss_fn=None, fast=True):
+    """Several settings of one optimizer from every seed, in one vectorised batch when possible.
+
+    ``settings`` is a list of dicts with key ``"lr"``, optional ``"schedule"`` (a
+    ``(step, base_lr) -> lr`` function), optional ``"name"`` and any other keys as param-group
+    hyperparameters (``"weight_decay"``, ``"momentum"`` ...). Returns one :class:`RunStats`
+    per setting, in order.
+    """
+    settings = [dict(s) for s in settings]
+    if not settings or any("lr" not in s for s in settings):
+        raise ValueError("settings must be a non-empty list of dicts, each with an 'lr'")
+    seeds = tuple(check_int("seeds", s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    lrs = [check_positive("settings lr", s.pop("lr")) for s in settings]
+    scheds = [s.pop("schedule", None) for s in settings]
+    names = [s.pop("name", "") for s in settings]
+    runs = _runs(factory, lrs, seeds, make_model, data, steps=steps, batch_size=batch_size,
+                 schedule=scheds, loss_fn=loss_fn, fast=fast, options=settings)
+    S = len(seeds)
+    return [stats_from_runs(runs[k * S:(k + 1) * S], lr, seeds, names[k])
+            for k, lr in enumerate(lrs)]
+
+
+def stats_from_runs(runs, lr, seeds, name=""):
+    """A :class:`RunStats` from the result dicts of :func:`run_once` (one per seed)."""
+    return RunStats(name=name, lr=float(lr), seeds=tuple(seeds),
                     loss=np.stack([r["loss"] for r in runs]),
                     grad_norm=np.stack([r["grad_norm"] for r in runs]),
                     train_loss=np.array([r["train_loss"] for r in runs]),

@@ -215,3 +215,21 @@ def test_curvlib_data_and_models_plug_in():
     assert not np.allclose(r.loss[0], r.loss[1])     # the seed reaches the model
     ref = compare.run_once(adam, 1e-2, mk, split, steps=10, seed=1)
     np.testing.assert_allclose(r.loss[1], ref["loss"], rtol=1e-4)
+
+
+def test_run_settings_mixes_hyperparameters_and_schedules_in_one_batch():
+    warm = lambda t, base: base * min(1.0, (t + 1) / 10)
+    settings = [{"lr": 0.01, "weight_decay": 0.0, "name": "plain"},
+                {"lr": 0.01, "weight_decay": 0.5, "name": "decayed"},
+                {"lr": 0.01, "schedule": warm, "name": "warm"}]
+    fast = compare.run_settings(adam, settings, make_model, DATA, steps=20, seeds=range(2))
+    ref = compare.run_settings(adam, settings, make_model, DATA, steps=20, seeds=range(2),
+                               fast=False)
+    assert [r.name for r in fast] == ["plain", "decayed", "warm"]
+    for f, r in zip(fast, ref):
+        np.testing.assert_allclose(f.loss, r.loss, rtol=2e-4, atol=1e-6)
+    assert not np.allclose(fast[0].loss, fast[1].loss)   # weight decay reached its group
+    np.testing.assert_allclose(fast[0].loss[:, 0], fast[2].loss[:, 0])  # same start
+    assert not np.allclose(fast[0].loss, fast[2].loss)
+    with pytest.raises(ValueError, match="settings"):
+        compare.run_settings(adam, [{"weight_decay": 1.0}], make_model, DATA, steps=2)
