@@ -634,3 +634,25 @@ def test_make_rule_path_equals_optimizer(name, hyper):
         np.testing.assert_allclose(t_path, np_path, rtol=1e-12, atol=1e-15)
         if not foreach:
             assert np.array_equal(t_path, np_path)  # literally the same calls
+
+
+@pytest.mark.parametrize("foreach", [False, True], ids=["reference", "fast"])
+def test_adam_without_bias_correction_is_the_lecture_formula(foreach):
+    """Adam(bias_correction=False) with the defaults is the lecture's
+    m = 0.9 m + 0.1 g, v = 0.999 v + 0.001 g^2, theta -= 0.001 m / (sqrt(v) + 1e-8)."""
+    torch.manual_seed(0)
+    target = torch.randn(5, 3, dtype=torch.float64)
+    w = torch.zeros(5, 3, dtype=torch.float64, requires_grad=True)
+    opt = co.Adam([w], bias_correction=False, foreach=foreach)
+    x, m, v = torch.zeros(5, 3, dtype=torch.float64), 0.0, 0.0
+    for _ in range(30):
+        opt.zero_grad()
+        ((w - target) ** 4).sum().backward()
+        opt.step()
+        g = 4 * (x - target) ** 3
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g ** 2
+        x = x - 0.001 / (v.sqrt() + 1e-8) * m
+    torch.testing.assert_close(w.detach(), x, rtol=1e-12, atol=1e-15)
+    # its steps are (1 - 0.9) / sqrt(1 - 0.999) = 3.16 times lr at first: not Adam's
+    assert (x.abs() > 30 * 0.001 * 1.5).all()
