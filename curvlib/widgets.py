@@ -341,8 +341,9 @@ class Explorer:
         return (
             '<div class="curvlib-explorer">' + _STYLE
             + '<div class="cx-controls">' + "".join(inputs) + "</div>"
-            + f'<img class="cx-frame" width="{width}" height="{height}" '
-              f'alt="{html.escape(self._alt)}" src="{images[image_index[current.png]]}">'
+            + f'<div class="cx-box"><img class="cx-frame" width="{width}" height="{height}" '
+              f'alt="{html.escape(self._alt)}" title="click to see the figure at full size" '
+              f'src="{images[image_index[current.png]]}"></div>'
             + f'<p class="cx-text{" cx-diverged" if current.diverged else ""}" '
               f'aria-live="polite">{html.escape(current.text)}</p>'
             + '<script type="application/json" class="cx-data">' + _json_for_script(data)
@@ -397,13 +398,16 @@ _STYLE = (
     ".curvlib-explorer input[type=range]{width:10em;max-width:45vw}"
     ".curvlib-explorer output{font-family:monospace;min-width:4ch}"
     ".curvlib-explorer select{font:inherit;padding:.1em .3em}"
+    ".curvlib-explorer .cx-box{overflow-x:auto}"
     ".curvlib-explorer img.cx-frame{display:block;max-width:100%;height:auto;"
-    "background:#fff;border-radius:4px}"
+    "background:#fff;border-radius:4px;cursor:zoom-in}"
+    ".curvlib-explorer .cx-zoom img.cx-frame{max-width:none;cursor:zoom-out}"
     ".curvlib-explorer .cx-text{font-family:monospace;font-size:.9em;margin:.3em 0 0;"
     "min-height:1.4em}.curvlib-explorer .cx-diverged{color:#d32f2f;font-weight:600}"
     "</style>")
 
-# Kernel-free counterpart of the live widget: pick the frame for the chosen values.
+# Kernel-free counterpart of the live widget: pick the frame for the chosen values; a click
+# on the figure shows it at full size (it is scaled down on a phone).
 _SCRIPT = (
     "(function(){var root=document.currentScript.parentNode;"
     "var data=JSON.parse(root.querySelector('script.cx-data').textContent);"
@@ -415,7 +419,9 @@ _SCRIPT = (
     "var f=data.frames[k];img.src=data.images[f[0]];txt.textContent=f[1];"
     "txt.classList.toggle('cx-diverged',f[2]===1);}"
     "for(var i=0;i<inputs.length;i++){inputs[i].addEventListener('input',update);"
-    "inputs[i].addEventListener('change',update);}})();")
+    "inputs[i].addEventListener('change',update);}"
+    "img.addEventListener('click',function(){img.parentNode.classList.toggle('cx-zoom');});"
+    "})();")
 
 
 def discover(package="curvlib"):
@@ -439,10 +445,12 @@ def discover(package="curvlib"):
     return found
 
 
-def time_update(explorer, repeat=3):
-    """Median seconds of one uncached update (render + PNG) for each control's extreme values.
+def time_update(explorer, repeat=3, clock=time.perf_counter):
+    """Median time of one uncached update (render + PNG) at each end of each control.
 
-    Used by ``benchmarks/widgets.py``; returns ``{(name, value): seconds}``.
+    Used by ``benchmarks/widgets.py``; returns ``{(name, value): seconds}``. Pass
+    ``clock=time.process_time`` for the CPU time, which other processes on a shared machine
+    do not inflate.
     """
     repeat = check_int("repeat", repeat, minimum=1)
     out = {}
@@ -450,8 +458,8 @@ def time_update(explorer, repeat=3):
         for value in dict.fromkeys((values[0], values[-1])):
             times = []
             for _ in range(repeat):
-                t0 = time.perf_counter()
+                t0 = clock()
                 explorer.draw(**{name: value})
-                times.append(time.perf_counter() - t0)
+                times.append(clock() - t0)
             out[(name, value)] = float(np.median(times))
     return out
