@@ -92,8 +92,9 @@ def hvp_cost(repeats):
         for fn in contenders.values():  # warm up
             fn()
         times = {k: [] for k in contenders}
-        inner = 3 if w.numel() > 100_000 else 10
-        for r in range(repeats):
+        big = w.numel() > 100_000
+        inner = 1 if big else 10
+        for r in range(max(5, repeats // 3) if big else repeats):
             order = list(contenders) if r % 2 == 0 else list(contenders)[::-1]
             for k in order:
                 times[k] += cpu_time(contenders[k], 1, inner)

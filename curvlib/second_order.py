@@ -35,9 +35,12 @@ __all__ = ["KFAC", "Shampoo", "kfac_bytes", "shampoo_bytes", "kfac_layers"]
 # K-FAC
 # --------------------------------------------------------------------------------------
 def kfac_layers(model):
-    """The modules :class:`KFAC` preconditions: ``nn.Linear`` and ungrouped ``nn.Conv2d``."""
+    """The modules :class:`KFAC` preconditions: ``nn.Linear``, and ``nn.Conv2d`` without
+    groups, with zero padding given as numbers (others take plain SGD steps)."""
     return [m for m in model.modules()
-            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
+            if isinstance(m, nn.Linear)
+            or (isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros"
+                and not isinstance(m.padding, str))]
 
 
 def _factor_sizes(module):
@@ -84,7 +87,9 @@ class KFAC(torch.optim.Optimizer):
 
     :math:`g` here is the gradient of the loss actually being minimised (the empirical
     Fisher variant); Martens & Grosse back-propagate targets sampled from the model's
-    predictive distribution instead, which needs a second backward pass. The layers' inputs
+    predictive distribution instead, which needs a second backward pass. Kunstner, Balles &
+    Hennig (2019), "Limitations of the empirical Fisher approximation for natural gradient
+    descent", *NeurIPS*, show where the two differ. The layers' inputs
     and output gradients are caught by hooks during ``forward``/``backward`` in training
     mode, so call ``step()`` after ``loss.backward()`` as with any optimizer. The defaults
     are those that trained small MLPs on digits well here; the widely used K-FAC-PyTorch

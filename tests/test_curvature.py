@@ -299,3 +299,22 @@ def test_bad_input(problem):
         C.flat_loss("not a model", F.mse_loss, torch.ones(2), torch.ones(2))
     with pytest.raises(ValueError, match="eigenvalues"):
         C.condition_number([])
+
+
+def test_flat_loss_follows_the_mode_at_call_time_without_touching_statistics():
+    model = mlp(batch_norm=True)
+    x, y = batch()
+    with torch.no_grad():
+        model(x * 3 - 1)  # training-mode pass: non-trivial running statistics
+    model.eval()
+    f, w = C.flat_loss(model, F.cross_entropy, x, y)
+    eval_loss = f(w).item()
+    model.train()
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    train_loss = f(w).item()
+    C.hvp(f, w, torch.ones_like(w))
+    for k, v in model.named_buffers():
+        assert torch.equal(v, before[k]), k
+    assert train_loss != pytest.approx(eval_loss, rel=1e-3)
+    model.eval()
+    assert f(w).item() == eval_loss
