@@ -12,7 +12,7 @@ tensor).
 Timing uses this process's CPU time on one thread by default (``--clock cpu --threads 1``),
 which other processes on a shared machine do not inflate; ``--clock wall`` gives elapsed time.
 
-Run:  python benchmarks/optimizers.py [--repeats 40] [--threads 1] [--clock cpu|wall]
+Run:  python benchmarks/optimizers.py [--repeats 60] [--threads 1] [--clock cpu|wall]
 At the end it runs benchmarks/lbfgs.py's main() when that file exists.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import importlib.util
 import pathlib
 import statistics
+import sys
 import time
 
 import torch
@@ -99,12 +100,17 @@ def run_lbfgs_benchmark():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     print()
-    module.main()
+    argv = sys.argv
+    sys.argv = [str(path)]  # its own defaults, not this script's options
+    try:
+        module.main()
+    finally:
+        sys.argv = argv
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=40, help="timed steps per optimizer")
+    parser.add_argument("--repeats", type=int, default=60, help="timed steps per optimizer")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads (default 1: CPU time is then per step)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
