@@ -55,5 +55,6 @@ def check_int(name, value, *, minimum=None):
 
 def check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
     return value

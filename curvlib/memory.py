@@ -476,3 +476,12 @@ HARDWARE = {h.name: h for h in [
              "overview, hpc.llnl.gov). The 66th list (November 2025) reports a remeasured "
              "1.809 EFlop/s according to insideHPC; we could not check that on top500.org."),
 ]}
+
+
+def __getattr__(name):
+    # K-FAC's and Shampoo's byte counts live beside the optimizers (curvlib.second_order), which
+    # must not import this module at load time; they are re-exported here on first use.
+    if name in ("kfac_bytes", "shampoo_bytes"):
+        from . import second_order
+        return getattr(second_order, name)
+    raise AttributeError(f"module 'curvlib.memory' has no attribute {name!r}")
