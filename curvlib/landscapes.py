@@ -187,6 +187,8 @@ class Rosenbrock(Landscape):
         self.a = check_real("a", a)
         self.b = check_positive("b", b)
         self.minima = np.array([[self.a, self.a ** 2]])
+        r = max(abs(self.a), 1.0)
+        self.box = ((-2.0 * r, 2.0 * r), (-r * r, 3.0 * r * r))
 
     def _value(self, x, y):
         return (self.a - x) ** 2 + self.b * (y - x * x) ** 2

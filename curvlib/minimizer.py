@@ -13,29 +13,32 @@ The first-order methods call the very functions of :mod:`curvlib.rules` that
 run: the path a widget draws is, step for step, what the torch optimizer does. The tests
 hold every method to that.
 
-Hyperparameters keep curvlib.optim's (and torch.optim's) names and defaults, with one
-exception: ``lbfgs`` uses ``line_search_fn="strong_wolfe"`` and ``tolerance_change=0``
-by default (torch's ``None`` suits stochastic training; here the problem is deterministic and
-the stopping rule is ``gtol``).
+Hyperparameters keep curvlib.optim's (and torch.optim's) names and defaults. For the
+first-order methods they are checked and bound by :func:`curvlib.optim.make_rule`, the very
+code behind the optimizer classes, so there is one copy of every default:
 
 ==============  ==========================================================================
-method          hyperparameters (default)
+method          the optimizer it runs, and its hyperparameters (default)
 ==============  ==========================================================================
-``gd``          ``lr`` (1e-3), ``weight_decay`` (0)
-``momentum``    ``lr`` (1e-3), ``momentum`` (0.9), ``dampening`` (0), ``weight_decay`` (0)
-``nesterov``    ``lr`` (1e-3), ``momentum`` (0.9), ``weight_decay`` (0)
-``adagrad``     ``lr`` (1e-2), ``lr_decay`` (0), ``weight_decay`` (0),
-                ``initial_accumulator_value`` (0), ``eps`` (1e-10)
-``rmsprop``     ``lr`` (1e-2), ``alpha`` (0.99), ``eps`` (1e-8), ``weight_decay`` (0),
-                ``momentum`` (0), ``centered`` (False)
-``adam``        ``lr`` (1e-3), ``betas`` ((0.9, 0.999)), ``eps`` (1e-8), ``weight_decay`` (0),
-                ``amsgrad`` (False), ``bias_correction`` (True; False is the lecture's form)
-``adamw``       as ``adam`` with ``weight_decay`` (1e-2), decoupled
-``lbfgs``       ``lr`` (1), ``history_size`` (100), ``line_search_fn`` ("strong_wolfe"),
-                ``tolerance_change`` (0), ``max_eval`` (25, evaluations per line search)
-``newton``      ``lr`` (1), ``damping`` (0), ``line_search_fn`` (None or "backtracking"),
-                ``adaptive_damping`` (False)
+``gd``          ``SGD`` with ``momentum=0``: ``lr`` (1e-3), ``weight_decay`` (0)
+``sgd``         ``SGD`` as torch's: ``lr``, ``momentum`` (0), ``dampening``, ``nesterov``, ...
+``momentum``    ``SGD``, ``momentum`` (0.9), ``dampening`` (0), ``weight_decay`` (0)
+``nesterov``    ``SGD(nesterov=True)``, ``momentum`` (0.9)
+``adagrad``     ``Adagrad``: ``lr`` (1e-2), ``lr_decay``, ``initial_accumulator_value``, ``eps`` (1e-10)
+``rmsprop``     ``RMSprop``: ``lr`` (1e-2), ``alpha`` (0.99), ``eps`` (1e-8), ``momentum``, ``centered``
+``adam``        ``Adam``: ``lr`` (1e-3), ``betas`` ((0.9, 0.999)), ``eps`` (1e-8), ``amsgrad``,
+                ``bias_correction`` (True; False is the lecture's form)
+``adamw``       ``AdamW``: as ``adam`` with decoupled ``weight_decay`` (1e-2)
+``lbfgs``       ``LBFGS``: ``lr`` (1), ``history_size`` (100), ``line_search_fn``
+                ("strong_wolfe"), ``tolerance_change`` (0), ``max_eval`` (25 per line search)
+``newton``      ``Newton``: ``lr`` (1), ``damping`` (0), ``line_search_fn`` (None or
+                "backtracking"), ``adaptive_damping`` (False)
 ==============  ==========================================================================
+
+Two defaults of ``lbfgs`` differ from ``torch.optim.LBFGS`` on purpose: the line search is on
+(torch's ``None`` suits stochastic training; here the problem is deterministic) and
+``tolerance_change`` is 0, so that the run stops on ``gtol`` like scipy's L-BFGS-B. One
+iteration of ``minimize`` is one iteration of ``LBFGS(..., max_iter=1, max_eval=max_eval + 1)``.
 """
 from __future__ import annotations
 
@@ -45,32 +48,20 @@ import numbers
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from . import rules
-from ._checks import (check_choice, check_int, check_nonnegative, check_real,
-                      check_unit_interval)
+from ._checks import check_choice, check_int, check_nonnegative
 
 __all__ = ["minimize", "METHODS"]
 
-_FIRST_ORDER = {
-    "gd": dict(lr=1e-3, weight_decay=0.0),
-    "momentum": dict(lr=1e-3, momentum=0.9, dampening=0.0, weight_decay=0.0),
-    "nesterov": dict(lr=1e-3, momentum=0.9, weight_decay=0.0),
-    "adagrad": dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                    eps=1e-10),
-    "rmsprop": dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                    centered=False),
-    "adam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                 bias_correction=True),
-    "adamw": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
-                  bias_correction=True),
-}
-_SECOND_ORDER = {
+#: the first-order methods: rules bound by :func:`curvlib.optim.make_rule`, which checks the
+#: hyperparameters and fills in the defaults exactly as the optimizer classes do
+FIRST_ORDER = ("gd", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+#: the curvature methods and their hyperparameters with minimize's defaults
+SECOND_ORDER = {
     "lbfgs": dict(lr=1.0, history_size=100, line_search_fn="strong_wolfe",
                   tolerance_change=0.0, max_eval=25),
     "newton": dict(lr=1.0, damping=0.0, line_search_fn=None, adaptive_damping=False),
 }
-#: method -> its hyperparameters with their defaults
-METHODS = {**_FIRST_ORDER, **_SECOND_ORDER}
+METHODS = FIRST_ORDER + tuple(SECOND_ORDER)
 
 
 # --------------------------------------------------------------------------------------
@@ -82,53 +73,29 @@ def _check_bool(name, value):
     return bool(value)
 
 
-def _check_hyper(method, hyper):
-    allowed = METHODS[method]
+def _check_second_order(method, hyper):
+    from .quasi_newton import check_option
+    allowed = SECOND_ORDER[method]
     for name in hyper:
         if name not in allowed:
             raise TypeError(f"unexpected hyperparameter {name!r} for method {method!r}; "
                             f"it takes {sorted(allowed)}")
     h = {**allowed, **hyper}
-    for name in ("lr", "momentum", "dampening", "weight_decay", "eps", "lr_decay",
-                 "initial_accumulator_value", "alpha", "damping", "tolerance_change"):
+    for name in ("lr", "damping", "tolerance_change"):
         if name in h:
             h[name] = check_nonnegative(name, h[name])
-    for name in ("centered", "amsgrad", "bias_correction", "adaptive_damping"):
-        if name in h:
-            h[name] = _check_bool(name, h[name])
-    if "betas" in h:
-        betas = h["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        h["betas"] = (check_unit_interval("betas[0]", betas[0]),
-                      check_unit_interval("betas[1]", betas[1]))
-    if method == "nesterov" and h["momentum"] <= 0:
-        raise ValueError("Nesterov momentum requires momentum > 0")
-    if "history_size" in h:
+    if method == "lbfgs":
         h["history_size"] = check_int("history_size", h["history_size"], minimum=1)
         h["max_eval"] = check_int("max_eval", h["max_eval"], minimum=1)
-        check_choice("line_search_fn", h["line_search_fn"], {None, "strong_wolfe"})
-    if method == "newton":
-        check_choice("line_search_fn", h["line_search_fn"], {None, "backtracking"})
+        check_option("line_search_fn", h["line_search_fn"], (None, "strong_wolfe"))
+    else:
+        check_option("line_search_fn", h["line_search_fn"], (None, "backtracking"))
+        h["adaptive_damping"] = _check_bool("adaptive_damping", h["adaptive_damping"])
         if h["adaptive_damping"] and h["damping"] <= 0:
             raise ValueError(f"damping must be positive when adaptive_damping=True, got {h['damping']}")
         if h["adaptive_damping"] and h["line_search_fn"] is not None:
             raise ValueError("line_search_fn must be None when adaptive_damping=True")
     return h
-
-
-def _rule_kwargs(method, h):
-    """Hyperparameters in the form :mod:`curvlib.rules` takes (torch.optim's semantics)."""
-    if method == "gd":
-        return dict(lr=h["lr"], weight_decay=h["weight_decay"])
-    if method in ("momentum", "nesterov"):
-        return dict(lr=h["lr"], momentum=h["momentum"], dampening=h.get("dampening", 0.0),
-                    nesterov=method == "nesterov", weight_decay=h["weight_decay"])
-    if method in ("adam", "adamw"):
-        kw = {k: v for k, v in h.items() if k != "betas"}
-        kw["beta1"], kw["beta2"] = h["betas"]
-        return kw
-    return dict(h)
 
 
 # --------------------------------------------------------------------------------------
@@ -268,7 +235,11 @@ def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gt
     check_choice("method", method, set(METHODS))
     maxiter = check_int("maxiter", maxiter, minimum=0)
     gtol = check_nonnegative("gtol", gtol)
-    h = _check_hyper(method, hyper)
+    if method in SECOND_ORDER:
+        h = _check_second_order(method, hyper)
+    else:
+        from .optim import make_rule
+        h = make_rule(method, **hyper)
     if x0 is None:
         if getattr(fun, "start", None) is None:
             raise TypeError("x0 is required (only a landscape has a default start)")
@@ -311,14 +282,13 @@ def _converged(g, gtol):
 
 def _run_first_order(method, obj, x, f, g, maxiter, gtol, h):
     """One :mod:`curvlib.rules` step per iteration, exactly as curvlib.optim takes it."""
-    init, rule = rules.RULES[method]
-    kwargs = _rule_kwargs(method, h)
-    state = init(x, **kwargs)
+    init, rule = h  # from curvlib.optim.make_rule
+    state = init(x)
     path, fun_path = [x.copy()], [f]
     for k in range(1, maxiter + 1):
         if _converged(g, gtol):
             return path, fun_path, g, "gradient norm below gtol", True
-        x_new = rule(x.copy(), g, state, **kwargs)
+        x_new = rule(x.copy(), g, state)
         if not _finite(0.0, x=x_new):
             return path, fun_path, g, f"diverged at step {k}", False
         f_new, g_new = obj.value_and_grad(x_new)

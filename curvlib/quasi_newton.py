@@ -27,12 +27,19 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from ._checks import check_choice, check_int, check_nonnegative, check_positive
+from ._checks import check_int, check_nonnegative
 
 __all__ = ["two_loop_direction", "update_memory", "lbfgs_direction", "strong_wolfe",
            "backtracking", "newton_direction", "LBFGS", "Newton"]
 
 _EPS = float(np.finfo(float).eps)
+
+
+def check_option(name, value, choices):
+    """``value`` must be one of ``choices`` (which may include ``None``)."""
+    if not any(value is c or (c is not None and value == c) for c in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
 
 
 def _dot(a, b):
@@ -388,8 +395,8 @@ class LBFGS(_FlatParamsMixin, Optimizer):
                         tolerance_grad=check_nonnegative("tolerance_grad", tolerance_grad),
                         tolerance_change=check_nonnegative("tolerance_change", tolerance_change),
                         history_size=check_int("history_size", history_size, minimum=1),
-                        line_search_fn=check_choice("line_search_fn", line_search_fn,
-                                                    {None, "strong_wolfe"}))
+                        line_search_fn=check_option("line_search_fn", line_search_fn,
+                                                    (None, "strong_wolfe")))
         super().__init__(params, defaults)
         self._init_flat("LBFGS")
 
@@ -495,7 +502,7 @@ class Newton(_FlatParamsMixin, Optimizer):
                  tolerance_grad=1e-7):
         lr = _check_lr(lr)
         damping = check_nonnegative("damping", damping)
-        check_choice("line_search_fn", line_search_fn, {None, "backtracking"})
+        check_option("line_search_fn", line_search_fn, (None, "backtracking"))
         if not isinstance(adaptive_damping, bool):
             raise TypeError(f"adaptive_damping must be a bool, got {adaptive_damping!r}")
         if adaptive_damping and damping <= 0:
