@@ -42,7 +42,7 @@ from .._checks import check_choice, check_int, check_positive
 __all__ = ["PRECISIONS", "REFERENCE_MACHINE", "memory_rows", "memory_markdown",
            "check_500tb", "inversion_rows", "inversion_markdown", "check_gpt3", "walls",
            "mlp_hessian_problem", "measure_scaling", "loglog_slope", "plot_scaling",
-           "single_thread", "single_threaded", "plot_memory_landscape", "trained_spectrum", "spectrum_summary", "kappa_by_cutoff", "plot_spectrum",
+           "single_thread", "single_threaded", "plain_log_ticks", "plot_memory_landscape", "trained_spectrum", "spectrum_summary", "kappa_by_cutoff", "plot_spectrum",
            "logistic_condition_number", "memory_explorer", "EXPLORERS"]
 
 #: The floating-point formats of the memory table.
@@ -534,6 +534,23 @@ def logistic_condition_number(l2=1e-3):
 # --------------------------------------------------------------------------------------
 # Widget: bytes against hardware
 # --------------------------------------------------------------------------------------
+def plain_log_ticks(axis, every=1):
+    """Label a log axis ``1e3, 1e6, ...`` in plain text: no mathtext parsing, so a widget frame
+    draws several times faster. ``every`` keeps one decade label in ``every``."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    def label(v, _):
+        if v <= 0:
+            return ""
+        e = int(round(math.log10(v)))
+        return f"1e{e}" if abs(math.log10(v) - e) < 1e-9 and e % every == 0 else ""
+
+    axis.set_major_locator(LogLocator(base=10.0, numticks=30))
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(NullFormatter())
+
+
+
 def memory_explorer(models=None):
     """Explorer: pick a model and a precision; see the Hessian's bytes against real machines.
 
@@ -567,6 +584,7 @@ def memory_explorer(models=None):
         for (hw, b), style in zip(machines.items(), ("--", ":", "-")):
             ax.axvline(float(b), color="k", ls=style, lw=1, label=f"{hw}: {mem.format_bytes(b)}")
         ax.set_xlim(1e5, float(max(row["full"], largest)) * 30)
+        plain_log_ticks(ax.xaxis, every=3)
         ax.set_xlabel("bytes (log scale)")
         ax.set_title(f"{model}, {precision}: {sizes[model]:,} parameters", fontsize=10)
         ax.legend(fontsize=7, loc="lower right", framealpha=0.9)

@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import rules
 from .._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
-from .hessian_cost import single_thread, single_threaded
+from .hessian_cost import plain_log_ticks, single_thread, single_threaded
 
 __all__ = ["LogisticProblem", "bfgs_inverse_update", "explicit_inverse_hessian", "two_loop_check",
            "full_batch_race", "plot_race", "extrapolated_iterations", "history_sweep", "error_ratios", "ratio_by_window",
@@ -263,7 +263,7 @@ def error_ratios(path, x_star):
     return e[1:] / e[:-1], e[:-1]
 
 
-def ratio_by_window(path, x_star, windows=((1e-1, 1e-3), (1e-3, 1e-5), (1e-5, 1e-7))):
+def ratio_by_window(path, x_star, windows=((1.0, 1e-2), (1e-2, 1e-4), (1e-4, 1e-6))):
     r"""Median of :math:`e_{k+1}/e_k` over the iterations whose error :math:`e_k` lies in each window.
 
     Superlinear convergence shows as medians that shrink from window to window; linear
@@ -542,7 +542,7 @@ def _steps_to_tol(method, A, x0, lrs, steps, tol, hyper):
 
 
 @single_threaded
-def preconditioning_race(kappas=(1e1, 1e2, 1e3, 1e4), dim=20, steps=1500, tol=1e-3,
+def preconditioning_race(kappas=(1e1, 1e2, 1e3, 1e4), dim=20, steps=2000, tol=1e-3,
                          lrs=None, seed=0):
     r"""Steps to shrink :math:`\|x\|` by ``tol`` on axis-aligned vs rotated quadratics.
 
@@ -555,7 +555,7 @@ def preconditioning_race(kappas=(1e1, 1e2, 1e3, 1e4), dim=20, steps=1500, tol=1e
     steps = check_int("steps", steps, minimum=1)
     tol = check_positive("tol", tol)
     methods = {"Adam": ("adam", {}), "heavy ball": ("momentum", {"momentum": 0.9}), "GD": ("gd", {})}
-    out = {"kappa": list(kappas), "jacobi": {}, "steps": {}}
+    out = {"kappa": list(kappas), "jacobi": {}, "steps": {}, "max_steps": steps}
     for rotated in (False, True):
         key = "rotated" if rotated else "axis-aligned"
         out["jacobi"][key] = []
@@ -580,6 +580,12 @@ def plot_preconditioning(result, ax=None):
         ok = np.isfinite(steps)
         ax.loglog(kappa[ok], steps[ok], "o-" if key == "axis-aligned" else "s--",
                   color=colors.get(label), label=f"{label}, {key}")
+        if not ok.all():  # not reached within the budget: an arrow at the budget
+            ax.loglog(kappa[~ok], np.full((~ok).sum(), float(result["max_steps"])), "^",
+                      color=colors.get(label), mfc="none", ms=8)
+    ax.axhline(float(result["max_steps"]), color="0.7", lw=0.8, ls=":")
+    ax.text(kappa[0], float(result["max_steps"]) * 1.08, "budget (open triangles: not reached)",
+            fontsize=7, color="0.4")
     ax.set(xlabel="condition number kappa", ylabel="steps to ||x|| <= 1e-3 ||x0|| (best lr)",
            title="a diagonal preconditioner only helps on the axes")
     ax.legend(fontsize=8, ncol=2)
@@ -649,7 +655,7 @@ _LECTURE_TABLE = {
 }
 
 
-def comparison_rows(race, state_rows, problem=None, windows=((1e-1, 1e-3), (1e-3, 1e-5))):
+def comparison_rows(race, state_rows, problem=None, windows=((1.0, 1e-2), (1e-2, 1e-4), (1e-4, 1e-6))):
     r"""The lecture's table with our measured columns: state bytes, iterations, error ratios.
 
     ``race`` comes from :func:`full_batch_race` and ``state_rows`` from
@@ -717,9 +723,13 @@ def adam_explorer(kappa=20.0, angle=math.pi / 6, steps=300):
         ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
         res = runs[(lr, beta1, beta2)]
         plots.contour(grid=grid, paths={"Adam": res.path}, ax=ax, legend=False)
+        ax.set_xticks([])
+        ax.set_yticks([])
         ax.set_title(f"lr={lr:g}, beta1={beta1:g}, beta2={beta2:g}", fontsize=9)
         plots.convergence({"f - f*": np.maximum(res.fun_path, 1e-16)}, ax=ax2, ylabel="f - f*", legend=False)
-        ax2.set_title(f"kappa={kappa:g}, rotated {math.degrees(angle):.0f} deg", fontsize=9)
+        plain_log_ticks(ax2.yaxis, every=3)
+        ax2.set_ylabel("")
+        ax2.set_title(f"f - f* (kappa={kappa:g}, rotated {math.degrees(angle):.0f} deg)", fontsize=9)
         below = np.flatnonzero(res.fun_path <= 1e-6 * f0)
         if not res.success and "diverged" in res.message:
             return res.message
@@ -742,6 +752,7 @@ def lbfgs_history_explorer(sizes=(1, 2, 3, 5, 10, 20, 50), l2s=(1e-2, 1e-3, 1e-4
     from .. import plots
     from ..widgets import Explorer
     problems = {l2: LogisticProblem(l2) for l2 in l2s}
+    kappas = {l2: p.condition_number() for l2, p in problems.items()}
     runs, refs = {}, {}
     for l2, p in problems.items():
         refs[l2] = {"Newton": p.minimize("newton", gtol=gtol, maxiter=100),
@@ -759,7 +770,9 @@ def lbfgs_history_explorer(sizes=(1, 2, 3, 5, 10, 20, 50), l2s=(1e-2, 1e-3, 1e-4
         plots.convergence(curves, ax=ax, ylabel="f - f*", styles={
             "Newton": {"color": "0.5", "ls": "--"}, "GD (lr = 1/L)": {"color": "0.5", "ls": ":"}})
         ax.set_xlim(0, max(150, res.nit + 5))
-        ax.set_title(f"logistic regression, l2={l2:g} (kappa at w* = {p.condition_number():.3g})",
+        plain_log_ticks(ax.yaxis, every=3)
+        ax.set_ylabel("")
+        ax.set_title(f"f - f*, logistic regression, l2={l2:g} (kappa at w* = {kappas[l2]:.3g})",
                      fontsize=9)
         status = "" if res.success else f" ({res.message})"
         return (f"m={m}: {res.nit} iterations, {res.nfev} evaluations to |grad| <= {gtol:g}{status}; "
