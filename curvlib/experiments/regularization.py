@@ -529,7 +529,8 @@ def schedule_designer(base_lrs=(0.03, 0.3, 1.0), decays=("constant", "step", "co
     return Explorer(render, {"base_lr": list(base_lrs), "decay": list(decays),
                              "warmup": list(warmups)},
                     labels={"base_lr": "base lr", "warmup": "warmup steps"},
-                    initial={"base_lr": 0.3, "decay": "cosine", "warmup": 30},
+                    initial={"base_lr": base_lrs[len(base_lrs) // 2], "decay": decays[-1],
+                             "warmup": warmups[len(warmups) // 2]},
                     figsize=(7.6, 3.0),
                     alt="Learning-rate schedule and the training loss it produces")
 
