@@ -253,7 +253,7 @@ def logistic_race(l2=1e-2, *, tol=1e-6, gd_maxiter=50_000):
 def digits_table(path, x_star, *, floor=1e-15):
     r"""Correct digits of each iterate: rows ``k``, ``error`` :math:`\|x_k - x^\star\|`,
     ``digits`` :math:`-\log_{10}(\|x_k - x^\star\|/\|x^\star\|)` and ``ratio``
-    :math:`\|e_{k}\|/\|e_{k-1}\|^2` (bounded for quadratic convergence).
+    :math:`\|e_{k}\|/\|e_{k-1}\|^2` (bounded for quadratic convergence; ``None`` for ``k = 0``).
 
     Rows stop once the relative error is below ``floor`` (double precision has about 16
     digits; beyond that the "error" is rounding) or is exactly zero.
@@ -266,8 +266,8 @@ def digits_table(path, x_star, *, floor=1e-15):
         if e == 0:  # landed exactly on the reference: no digits left to count
             break
         rel = e / scale
-        rows.append({"k": k, "error": e, "digits": -math.log10(rel),
-                     "ratio": e / prev ** 2 if prev else math.nan})
+        rows.append({"k": k, "error": e, "digits": 0.0 - math.log10(rel),  # never "-0.0"
+                     "ratio": e / prev ** 2 if prev else None})
         prev = e
         if rel < floor:
             break
