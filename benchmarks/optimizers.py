@@ -3,11 +3,12 @@
 The model is an MNIST-sized MLP (784-1024-256-10, about 1.07 million float32 parameters)
 on the CPU. Every optimizer steps its own copy of the model with the same fixed gradients
 (a step's cost does not depend on their values). The contenders are timed in turns within
-each repeat, and the order of the turns alternates between repeats, so that a burst of load
-from another process falls on all of them alike. Printed: the median time per step and the
-ratio curvlib / torch (below 1.0 means curvlib is faster), for curvlib's fast path (the
-default, foreach) and for its readable reference path (foreach=False, one rule call per
-tensor).
+each repeat, in an order that rotates between repeats, so that a burst of load from another
+process falls on all of them alike. Before each timed step a 64 MiB buffer is rewritten, so
+every step starts with cold caches, as it does in training after the backward pass.
+Printed: the median time per step and the ratio curvlib / torch (below 1.0 means curvlib is
+faster), for curvlib's fast path (the default, foreach) and for its readable reference path
+(foreach=False, one rule call per tensor).
 
 Timing uses this process's CPU time on one thread by default (``--clock cpu --threads 1``),
 which other processes on a shared machine do not inflate; ``--clock wall`` gives elapsed time.
@@ -67,14 +68,21 @@ def mlp_params(seed=0):
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
-def time_step(opt, clock=time.process_time):
+def time_step(opt, clock=time.process_time, evict=None):
+    if evict is not None:  # start from cold caches, as after a forward and backward pass
+        evict.add_(1.0)
     start = clock()
     opt.step()
     return clock() - start
 
 
-def bench_case(ours_cls, torch_cls, kwargs, repeats, warmup=3, clock=time.process_time):
-    """Median seconds per step for torch foreach, curvlib fast path, curvlib reference path."""
+def bench_case(ours_cls, torch_cls, kwargs, repeats, warmup=3, clock=time.process_time,
+               evict=None):
+    """Median seconds per step for torch foreach, curvlib fast path, curvlib reference path.
+
+    The order of the contenders rotates between repeats, so none runs twice in a row
+    (a contender that did would find its tensors still in cache).
+    """
     opts = {
         "torch": torch_cls(mlp_params(), foreach=True, **kwargs),
         "fast": ours_cls(mlp_params(), foreach=True, **kwargs),
@@ -83,9 +91,9 @@ def bench_case(ours_cls, torch_cls, kwargs, repeats, warmup=3, clock=time.proces
     names = list(opts)
     times = {name: [] for name in names}
     for r in range(warmup + repeats):
-        order = names if r % 2 == 0 else names[::-1]
-        for name in order:
-            t = time_step(opts[name], clock)
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            t = time_step(opts[name], clock, evict)
             if r >= warmup:
                 times[name].append(t)
     return {name: statistics.median(ts) for name, ts in times.items()}
@@ -116,6 +124,8 @@ def main(argv=None):
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                         help="cpu: process CPU time (robust to other load); wall: elapsed")
     parser.add_argument("--only", nargs="*", default=None, help="subset of case labels")
+    parser.add_argument("--hot-cache", action="store_true",
+                        help="don't evict the CPU caches before each timed step")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -123,10 +133,13 @@ def main(argv=None):
         parser.error("--threads must be >= 1")
     torch.set_num_threads(args.threads)
 
+    # 64 MiB, twice this machine's last-level cache, rewritten before each timed step
+    evict = None if args.hot_cache else torch.zeros(16 * 2 ** 20)
     n = sum(p.numel() for p in mlp_params())
     print(f"MLP {'-'.join(map(str, SIZES))}: {n:,} float32 parameters, CPU, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, "
-          f"{args.clock} time, median of {args.repeats} interleaved steps")
+          f"{args.clock} time, median of {args.repeats} interleaved steps, "
+          f"{'hot' if args.hot_cache else 'cold'} caches")
     header = (f"{'optimizer':<22}{'torch foreach':>14}{'curvlib':>10}{'ratio':>8}"
               f"{'reference':>11}{'ratio':>8}")
     print(header)
@@ -135,7 +148,8 @@ def main(argv=None):
     for label, (ours_cls, torch_cls, kwargs) in CASES.items():
         if args.only and label not in args.only:
             continue
-        t = bench_case(ours_cls, torch_cls, kwargs, args.repeats, clock=CLOCKS[args.clock])
+        t = bench_case(ours_cls, torch_cls, kwargs, args.repeats, clock=CLOCKS[args.clock],
+                       evict=evict)
         ratios[label] = t["fast"] / t["torch"]
         print(f"{label:<22}{t['torch'] * 1e3:>11.2f} ms{t['fast'] * 1e3:>7.2f} ms"
               f"{ratios[label]:>8.2f}{t['reference'] * 1e3:>8.2f} ms"
