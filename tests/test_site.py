@@ -128,32 +128,70 @@ def test_no_page_loads_anything_from_another_host(path):
     assert not urls, f"{path}: inline script names another host: {urls[:5]}"
 
 
+MATH_JS = """() => {
+    const math = Array.from(document.querySelectorAll('.math'));
+    return {math: math.length,
+            typeset: math.filter(m => m.querySelector('mjx-container')).length,
+            errors: Array.from(document.querySelectorAll('mjx-merror, merror'))
+                         .map(e => e.textContent || e.getAttribute('data-mjx-error'))};
+}"""
+IMAGES_JS = """() => Array.from(document.images)
+    .filter(img => !(img.complete && img.naturalWidth > 0))
+    .map(img => img.currentSrc.slice(0, 80) || img.outerHTML.slice(0, 80))"""
+
+
+@pytest.fixture(scope="module")
+def loaded(browser, base_url):
+    """Each page loaded once; what the tests below check, recorded."""
+    cache = {}
+
+    def _loaded(path):
+        if path not in cache:
+            v = Visit(browser, base_url + path)
+            try:
+                v.page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+                v.page.wait_for_load_state("networkidle")
+                cache[path] = {"foreign": v.foreign(base_url), "failed": v.failed,
+                               "http_errors": v.http_errors, "js_errors": v.js_errors,
+                               "broken_images": v.page.evaluate(IMAGES_JS),
+                               "math": v.page.evaluate(MATH_JS)}
+            finally:
+                v.close()
+        return cache[path]
+    return _loaded
+
+
 @pytest.mark.parametrize("path", PAGES)
-def test_page_loads_cleanly(visit, base_url, path):
-    v = visit(path)
-    assert not v.foreign(base_url), f"requests to another host: {v.foreign(base_url)}"
-    assert not v.failed, f"failed requests: {v.failed}"
-    assert not v.http_errors, f"HTTP errors: {v.http_errors}"
-    assert not v.js_errors, f"JavaScript errors: {v.js_errors}"
-    # every image, including the ones below the fold, decodes
-    v.page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
-    v.page.wait_for_load_state("networkidle")
-    broken = v.page.evaluate("""() => Array.from(document.images)
-        .filter(img => !(img.complete && img.naturalWidth > 0))
-        .map(img => img.currentSrc.slice(0, 80) || img.outerHTML.slice(0, 80))""")
-    assert not broken, f"images that did not load: {broken}"
+def test_widget_manager_only_where_a_live_widget_is_shown(path):
+    """require.js and the ipywidgets HTML manager (local copies) load exactly on the pages
+    that show an ipywidgets view; Explorer outputs show their kernel-free HTML instead."""
+    html = (SITE / path).read_text()
+    has_view = 'type="application/vnd.jupyter.widget-view+json"' in html
+    loads_manager = bool(re.search(r'<script[^>]+src="[^"]*_static/vendor/html-manager/'
+                                   r'embed-amd\.js', html))
+    assert has_view == loads_manager
+    if has_view:
+        assert re.search(r'<script[^>]+src="[^"]*_static/vendor/require\.js', html)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_loads_cleanly(loaded, path):
+    r = loaded(path)
+    assert not r["foreign"], f"requests to another host: {r['foreign']}"
+    assert not r["failed"], f"failed requests: {r['failed']}"
+    assert not r["http_errors"], f"HTTP errors: {r['http_errors']}"
+    assert not r["js_errors"], f"JavaScript errors: {r['js_errors']}"
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_image_loads(loaded, path):
+    """Every image, including those below the fold, decodes."""
+    assert not loaded(path)["broken_images"], "images that did not load"
 
 
 @pytest.mark.parametrize("path", MATH_PAGES)
-def test_math_is_typeset(visit, path):
-    v = visit(path)
-    result = v.page.evaluate("""() => {
-        const math = Array.from(document.querySelectorAll('.math'));
-        return {math: math.length,
-                typeset: math.filter(m => m.querySelector('mjx-container')).length,
-                errors: Array.from(document.querySelectorAll('mjx-merror, merror'))
-                             .map(e => e.textContent || e.getAttribute('data-mjx-error'))};
-    }""")
+def test_math_is_typeset(loaded, path):
+    result = loaded(path)["math"]
     assert result["math"] > 0
     assert result["typeset"] == result["math"], f"untypeset math on {path}: {result}"
     assert not result["errors"], f"MathJax errors on {path}: {result['errors']}"
@@ -204,25 +242,35 @@ def test_kernel_free_widgets_respond(visit, path):
     assert not v.js_errors, v.js_errors
 
 
-def test_next_and_previous_links_walk_the_book(visit, base_url):
+def test_next_and_previous_links_walk_the_book(browser, base_url):
+    """From the intro, "next" visits every page of _toc.yml in order; "previous" goes back."""
     toc = (ROOT / "_toc.yml").read_text()
     expected = ["index"] + re.findall(r"file:\s*(\S+)", toc)
-    v = visit("index.html")
-    seen = [urlsplit(v.page.url).path]
-    for _ in expected[1:]:
-        v.page.locator("a.right-next").first.click()
-        v.page.wait_for_load_state("load")
-        seen.append(urlsplit(v.page.url).path)
-    assert [p.removeprefix("/").removesuffix(".html") for p in seen] == expected
-    assert v.page.locator("a.right-next").count() == 0, "the last page has a next link"
-    v.page.locator("a.left-prev").first.click()
-    v.page.wait_for_load_state("load")
-    assert urlsplit(v.page.url).path.removesuffix(".html").endswith(expected[-2])
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # only the links matter here: skip images, fonts, scripts and styles to keep the walk quick
+    context.route("**/*", lambda route: route.abort()
+                  if route.request.resource_type in ("image", "font", "media", "script", "stylesheet")
+                  else route.continue_())
+    page = context.new_page()
+    try:
+        page.goto(base_url + "index.html", wait_until="domcontentloaded")
+        seen = [urlsplit(page.url).path]
+        for _ in expected[1:]:
+            with page.expect_navigation(wait_until="domcontentloaded"):
+                page.locator("a.right-next").first.click()
+            seen.append(urlsplit(page.url).path)
+        assert [p.removeprefix("/").removesuffix(".html") for p in seen] == expected
+        assert page.locator("a.right-next").count() == 0, "the last page has a next link"
+        with page.expect_navigation(wait_until="domcontentloaded"):
+            page.locator("a.left-prev").first.click()
+        assert urlsplit(page.url).path.removesuffix(".html").endswith(expected[-2])
+    finally:
+        context.close()
 
 
 def test_search_finds_the_hessian(visit, base_url):
     v = visit("index.html")
-    v.page.locator("button.search-button-field").first.click()
+    v.page.locator("button.search-button-field:visible").first.click()
     box = v.page.locator("dialog input[name=q], .search-button__search-container input[name=q]")
     box.first.fill("Hessian")
     box.first.press("Enter")

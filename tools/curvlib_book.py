@@ -10,7 +10,9 @@
    ``-W`` turns into a failed build.
 3. sphinx-thebe (a Jupyter Book default) is stripped from the pages: there is no live-code
    button, and its loader names a CDN.
-4. The API page: the line ``<!-- curvlib-api -->`` in ``chapters/a2_api.md`` becomes one
+4. Pages whose widgets are all Explorers (shown through their kernel-free HTML) do not load
+   the ipywidgets HTML manager: it would render nothing there.
+5. The API page: the line ``<!-- curvlib-api -->`` in ``chapters/a2_api.md`` becomes one
    section with ``automodule`` per public module of ``curvlib`` (each ``curvlib/*.py`` not
    starting with ``_``), so the reference follows the library as it grows.
 """
@@ -81,6 +83,22 @@ def drop_thebe(app, pagename, templatename, context, doctree):
             and "THEBE_JS_URL" not in str(getattr(js, "attributes", {}).get("body", ""))]
 
 
+WIDGET_VIEW = 'type="application/vnd.jupyter.widget-view+json"'
+
+
+def drop_unused_widget_manager(app, pagename, templatename, context, doctree):
+    """Load require.js and the ipywidgets HTML manager (3.6 MB) only where a live widget view
+    is shown. Explorer outputs show their kernel-free HTML instead, so a page whose only widgets
+    are Explorers needs neither the manager nor the saved widget state."""
+    if "script_files" not in context or WIDGET_VIEW in context.get("body", ""):
+        return
+    context["script_files"] = [
+        js for js in context["script_files"]
+        if not any(part in str(getattr(js, "filename", "") or "")
+                   for part in ("vendor/require", "vendor/html-manager"))
+        and getattr(js, "attributes", {}).get("type") != "application/vnd.jupyter.widget-state+json"]
+
+
 def check_notebooks(app):
     """Warn (so ``-W`` fails the build) about error outputs and unexecuted cells."""
     for path in sorted(Path(app.srcdir).glob("chapters/*.ipynb")):
@@ -132,6 +150,7 @@ def setup(app):
     app.connect("builder-inited", check_notebooks)
     app.connect("build-finished", copy_assets)
     app.connect("html-page-context", drop_thebe)
+    app.connect("html-page-context", drop_unused_widget_manager)
     app.connect("source-read", insert_api)
     app.connect("env-get-outdated", api_outdated)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
