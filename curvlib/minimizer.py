@@ -122,9 +122,14 @@ class _Objective:
             raise TypeError(f"hess must be None or a callable, got {hess!r}")
         self.hess = hess
 
-    def _value(self, x):
+    def value(self, x):
         self.nfev += 1
-        return self._scalar(self.fun(x))
+        out = self.fun(x)
+        if self.jac is True:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("with jac=True, fun must return a pair (value, gradient)")
+            out = out[0]
+        return self._scalar(out)
 
     @staticmethod
     def _scalar(f):
@@ -147,7 +152,7 @@ class _Objective:
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise TypeError("with jac=True, fun must return a pair (value, gradient)")
             return self._scalar(out[0]), self._vector(out[1], "fun")
-        f = self._value(x)
+        f = self.value(x)
         if self.jac is None:
             return f, self._numerical_grad(x)
         self.njev += 1
@@ -165,7 +170,7 @@ class _Objective:
             h = np.finfo(float).eps ** (1 / 3) * max(1.0, abs(x[i]))
             e = np.zeros(self.n)
             e[i] = h
-            g[i] = (self._value(x + e) - self._value(x - e)) / (2 * h)
+            g[i] = (self.value(x + e) - self.value(x - e)) / (2 * h)
         return g
 
     def hessian(self, x):
@@ -340,7 +345,7 @@ def _run_lbfgs(method, obj, x, f, g, maxiter, gtol, h):
 
 def _run_newton(method, obj, x, f, g, maxiter, gtol, h):
     """The iteration of :class:`curvlib.quasi_newton.Newton`, on numpy arrays."""
-    from .quasi_newton import backtracking, newton_direction
+    from .quasi_newton import LEVENBERG_FACTOR, backtracking, newton_direction
 
     damping = h["damping"]
     globalised = h["line_search_fn"] is not None or h["adaptive_damping"]
@@ -357,13 +362,15 @@ def _run_newton(method, obj, x, f, g, maxiter, gtol, h):
             return path, fun_path, g, f"singular Hessian at step {k} (try damping > 0)", False
         t = h["lr"]
         if h["line_search_fn"] == "backtracking":
-            t, _, _ = backtracking(lambda s: obj._value(x + s * d), f, float(g @ d), t)
+            t, _, _ = backtracking(lambda s: obj.value(x + s * d), f, float(g @ d), t)
+            if t == 0:
+                return path, fun_path, g, f"line search failed at step {k}", False
         elif h["adaptive_damping"]:
-            f_trial = obj._value(x + t * d)
+            f_trial = obj.value(x + t * d)
             if math.isfinite(f_trial) and f_trial < f:
-                damping /= 10.0
-            else:
-                damping *= 10.0
+                damping /= LEVENBERG_FACTOR
+            else:  # reject the step, damp more
+                damping *= LEVENBERG_FACTOR
                 t = 0.0
         x_new = x + t * d if t != 0 else x
         f_new, g_new = (f, g) if t == 0 else obj.value_and_grad(x_new)

@@ -30,7 +30,7 @@ from torch.optim import Optimizer
 from ._checks import check_int, check_nonnegative
 
 __all__ = ["two_loop_direction", "update_memory", "lbfgs_direction", "strong_wolfe",
-           "backtracking", "newton_direction", "LBFGS", "Newton"]
+           "backtracking", "newton_direction", "LBFGS", "Newton", "LEVENBERG_FACTOR"]
 
 _EPS = float(np.finfo(float).eps)
 
@@ -281,6 +281,11 @@ def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30):
 # ======================================================================================
 # Newton
 # ======================================================================================
+#: Levenberg-Marquardt: the damping is divided by this after a successful step and
+#: multiplied by it after a rejected one (Marquardt's choice).
+LEVENBERG_FACTOR = 10.0
+
+
 def _linalg(x):
     return torch.linalg if isinstance(x, torch.Tensor) else np.linalg
 
@@ -376,11 +381,13 @@ class LBFGS(_FlatParamsMixin, Optimizer):
     step from :func:`strong_wolfe` (N&W Alg. 3.5/3.6) when ``line_search_fn="strong_wolfe"``,
     else the fixed step ``lr``.
 
-    Differences from torch.optim.LBFGS, all in the line search and the memory test: the
-    line search is N&W's (cubic extrapolation to :math:`[2t, 10t]`, zoom kept 10% inside the
-    bracket) rather than the port of minFunc's, and a curvature pair is kept when
-    :math:`y^\top s > \epsilon_{\text{mach}} y^\top y` (L-BFGS-B's scale-free test) instead of
-    :math:`y^\top s > 10^{-10}`, so the memory keeps learning near a tight optimum.
+    Differences from torch.optim.LBFGS (same direction formula, so the same method): the
+    first trial step is :math:`\eta\min(1, 1/\|\nabla f_0\|_2)` rather than
+    :math:`\eta\min(1, 1/\|\nabla f_0\|_1)`; the line search is N&W's (cubic extrapolation to
+    :math:`[2t, 10t]`, zoom kept 10% inside the bracket) rather than the port of minFunc's;
+    and a curvature pair is kept when :math:`y^\top s > \epsilon_{\text{mach}} y^\top y`
+    (L-BFGS-B's scale-free test) instead of :math:`y^\top s > 10^{-10}`, so the memory keeps
+    learning near a tight optimum.
     :func:`curvlib.minimize` with ``method="lbfgs"`` runs the same iteration on numpy arrays.
     """
 
@@ -496,7 +503,7 @@ class Newton(_FlatParamsMixin, Optimizer):
     The current damping and the step count live in ``state_dict()``.
     """
 
-    damping_factor = 10.0
+    damping_factor = LEVENBERG_FACTOR
 
     def __init__(self, params, lr=1.0, damping=0.0, line_search_fn=None, adaptive_damping=False,
                  tolerance_grad=1e-7):

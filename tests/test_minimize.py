@@ -218,6 +218,11 @@ def test_gradient_sources_agree():
     newton = minimize(f, [1.0, 1.0], method="newton", line_search_fn="backtracking")
     assert newton_fd.success and newton.nit == newton_fd.nit
     np.testing.assert_allclose(newton_fd.path, newton.path, atol=1e-5)
+    for extra in (dict(line_search_fn="backtracking"), dict(damping=1.0, adaptive_damping=True)):
+        a = minimize(f.value_and_grad, [1.0, 1.0], jac=True, hess=f.hess, method="newton", **extra)
+        b = minimize(f, [1.0, 1.0], method="newton", **extra)
+        np.testing.assert_array_equal(a.path, b.path)
+        assert a.nfev == b.nfev and a.nhev == b.nhev == a.nit
 
 
 @pytest.mark.parametrize("method, hyper", [
