@@ -10,7 +10,9 @@ __all__ = ["check_real", "check_positive", "check_nonnegative", "check_unit_inte
 
 def check_real(name, value):
     """``value`` must be a finite real number (bool excluded)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, str, bytes)):  # float() would accept these
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not isinstance(value, numbers.Real):
         try:  # 0-d tensors and arrays
             value = float(value)
         except (TypeError, ValueError):
