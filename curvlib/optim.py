@@ -562,8 +562,10 @@ def make_rule(name, **hyper):
 
 
 # --------------------------------------------------------------------------------------
-# Second-order optimizers live in their own modules; the lead re-exports them here.
+# Second-order optimizers live in their own modules and are re-exported here, so that
+# ``curvlib.optim`` is the one place to find every optimizer of the book.
 # --------------------------------------------------------------------------------------
-# >>> LEAD: add the second-order re-exports below this line <<<
-# from .quasi_newton import LBFGS, Newton
-# from .second_order import KFAC, Shampoo
+from .quasi_newton import LBFGS, Newton  # noqa: E402
+from .second_order import KFAC, Shampoo  # noqa: E402
+
+__all__ += ["LBFGS", "Newton", "KFAC", "Shampoo"]
