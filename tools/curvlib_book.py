@@ -99,6 +99,22 @@ def drop_unused_widget_manager(app, pagename, templatename, context, doctree):
         and getattr(js, "attributes", {}).get("type") != "application/vnd.jupyter.widget-state+json"]
 
 
+_COLON = "\ue000"  # stands in for ":" while napoleon reads data docstrings
+
+
+def hide_colons(app, what, name, obj, options, lines):
+    """Napoleon reads a data docstring such as ``#: name -> loss(output, target): ...`` as
+    "type: description" and cross-references the "type". Module constants in curvlib are
+    documented in prose, so their colons are hidden from napoleon and restored after it."""
+    if what in ("data", "attribute"):
+        lines[:] = [line.replace(":", _COLON) for line in lines]
+
+
+def restore_colons(app, what, name, obj, options, lines):
+    if what in ("data", "attribute"):
+        lines[:] = [line.replace(_COLON, ":") for line in lines]
+
+
 def check_notebooks(app):
     """Warn (so ``-W`` fails the build) about error outputs and unexecuted cells."""
     for path in sorted(Path(app.srcdir).glob("chapters/*.ipynb")):
@@ -109,11 +125,11 @@ def check_notebooks(app):
                 continue
             if cell.get("execution_count") is None:
                 logger.warning(f"{rel}: code cell {i} was never executed; run `make notebooks`",
-                               location=str(path))
+                               location=str(rel.with_suffix("")))
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
                     logger.warning(f"{rel}: code cell {i} raised {out.get('ename')}: "
-                                   f"{out.get('evalue')}", location=str(path))
+                                   f"{out.get('evalue')}", location=str(rel.with_suffix("")))
 
 
 API_MARKER = "<!-- curvlib-api -->"
@@ -152,5 +168,7 @@ def setup(app):
     app.connect("html-page-context", drop_thebe)
     app.connect("html-page-context", drop_unused_widget_manager)
     app.connect("source-read", insert_api)
+    app.connect("autodoc-process-docstring", hide_colons, priority=400)    # napoleon: 500
+    app.connect("autodoc-process-docstring", restore_colons, priority=600)
     app.connect("env-get-outdated", api_outdated)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
