@@ -14,8 +14,8 @@ input.
 
 >>> from curvlib.landscapes import Rosenbrock
 >>> f = Rosenbrock()
->>> float(f([1.0, 1.0])), f.grad([1.0, 1.0]).tolist()
-(0.0, [0.0, 0.0])
+>>> float(f([1.0, 1.0])), f.grad([1.0, 1.0]).tolist(), f.minimum.tolist()
+(0.0, [0.0, 0.0], [1.0, 1.0])
 """
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ class Rosenbrock(Landscape):
 
     def _grad(self, x, y):
         r = y - x * x
-        return -2 * (self.a - x) - 4 * self.b * x * r, 2 * self.b * r
+        return 2 * (x - self.a) - 4 * self.b * x * r, 2 * self.b * r
 
     def _hess(self, x, y):
         return 2 - 4 * self.b * (y - 3 * x * x), -4 * self.b * x, 0 * x + 2 * self.b

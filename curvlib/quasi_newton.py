@@ -16,7 +16,10 @@ Springer, 2006 (cited below as N&W) -- Alg. 7.4 (two-loop recursion), eq. 7.20 (
 :math:`H_k^0`), Alg. 3.5/3.6 (line search for the strong Wolfe conditions), eq. 3.59 (cubic
 interpolation), Alg. 3.1 (backtracking) and Alg. 3.3 (Cholesky with added multiple of the
 identity). L-BFGS itself: D. C. Liu and J. Nocedal, "On the limited memory BFGS method for
-large scale optimization", Mathematical Programming 45:503-528, 1989.
+large scale optimization", Mathematical Programming 45:503-528, 1989. scipy's L-BFGS-B, the
+yardstick of ``benchmarks/lbfgs.py``: R. H. Byrd, P. Lu, J. Nocedal and C. Zhu, "A limited
+memory algorithm for bound constrained optimization", SIAM J. Sci. Comput. 16(5):1190-1208,
+1995.
 """
 from __future__ import annotations
 
@@ -48,10 +51,6 @@ def _dot(a, b):
 
 def _max_abs(a):
     return float(abs(a).max())
-
-
-def _copy(x):
-    return x.clone() if hasattr(x, "clone") else x.copy()
 
 
 def _axpy(y, alpha, x):
