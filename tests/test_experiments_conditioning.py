@@ -115,6 +115,9 @@ def test_adam_tracks_the_gradient_second_moment_better_than_the_hessian(digits):
     assert all(-1 <= r <= 1 for r in rho.values())
     assert rho["minibatch_moment"] > rho["hessian"] + 0.1
     assert 0 <= st.negative_fraction < 0.5
+    assert st.active.sum() < len(st.active)            # blank pixels: inactive weights
+    assert (st.empirical_fisher[~st.active] == 0).all()
+    assert 0.5 < st.median_ratio("minibatch_moment") < 5
     axes = C.plot_diagonals(st)
     assert len(axes) == 3 and all(ax.get_lines() for ax in axes)
 
@@ -196,8 +199,11 @@ def test_study_conditioning_structure(tiny_study):
     grid = np.linspace(-50, 50, 4001)
     dens = st.density("plain", 6, grid, sigma=0.5)
     assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-2)
+    ratio = st.nonconvexity("residual", 6)
+    vals = st.values["residual"][6]
+    np.testing.assert_allclose(ratio, np.abs(np.minimum(vals["bottom"], 0)) / vals["top"])
     axes = C.plot_conditioning(st)
-    assert len(axes) == 3
+    assert len(axes) == 4 and len(axes[3].get_lines()) == 4
 
 
 def test_study_conditioning_rejects_bad_input(digits):

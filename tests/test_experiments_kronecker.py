@@ -116,12 +116,19 @@ def test_time_grid_losses_carries_the_last_finished_step_forward():
         K.time_grid_losses(loss, times[:, :3])
 
 
-def test_plot_comparison_draws_both_panels(small_comparison):
+def test_plot_comparison_draws_every_panel(small_comparison):
     axes = K.plot_comparison(small_comparison)
     assert len(axes) == 2
     for ax in axes:
         assert len(ax.get_lines()) == len(small_comparison.names)
     assert axes[1].get_xlabel() == "wall time (ms)"
+    flops = {m: K.step_flops([(64, 8), (8, 10)], m, 64) for m in small_comparison.names}
+    axes = K.plot_comparison(small_comparison, flops)
+    assert len(axes) == 3 and len(axes[2].get_lines()) == 4
+    x_sgd = axes[2].get_lines()[0].get_xdata()
+    assert x_sgd[-1] == pytest.approx(6 * flops["SGD+momentum"] / 1e6)
+    with pytest.raises(ValueError, match="lacks"):
+        K.plot_comparison(small_comparison, {"Adam": 1.0})
 
 
 # ------------------------------------------------------------------ memory and cost
@@ -134,6 +141,11 @@ def test_layer_state_bytes_are_the_library_counts():
     assert first["Adam"] == 2 * 4 * n + 2 * 4      # two buffers + a step counter per tensor
     assert first["K-FAC"] == kfac_bytes([(64, 32)])
     assert first["Shampoo"] == shampoo_bytes([(64, 32)])
+    # every dimension preconditioned by default; the class's cap only when asked for
+    big = K.layer_state_bytes([(4096, 4096)])[0]
+    assert big["Shampoo"] == 4 * (2 * 2 * 4096 ** 2 + 2 * 4096 ** 2 + 4097 * 4096)
+    capped = K.layer_state_bytes([(4096, 4096)], max_preconditioner_dim=1024)[0]
+    assert capped["Shampoo"] == shampoo_bytes([(4096, 4096)])
     assert first["Hessian block"] == 4 * n * n
     # K-FAC by hand: factors and eigenvectors 2*(65^2+32^2), eigenvalues 65+32, momentum n
     assert first["K-FAC"] == 4 * (2 * (65 ** 2 + 32 ** 2) + 65 + 32 + n)
@@ -176,14 +188,6 @@ def test_step_flops_by_hand_and_amortisation():
         K.step_flops(layers, "Newton", 32)
     with pytest.raises(ValueError, match="batch_size"):
         K.step_flops(layers, "Adam", 0)
-
-
-def test_markdown_table():
-    text = K.markdown_table([{"a": 1, "b": 2.5}, {"a": 3, "b": 4.0}],
-                            formats={"b": lambda v: f"{v:.1f}"})
-    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2.5 |", "| 3 | 4.0 |"]
-    with pytest.raises(ValueError):
-        K.markdown_table([])
 
 
 # ------------------------------------------------------------------ the success rate
@@ -235,15 +239,17 @@ def test_selection_chart_has_the_four_rules_and_notes():
 def test_cost_explorer_responds_at_its_extremes():
     ex = K.cost_explorer()
     controls = ex.controls
-    small = ex.set(d_in=controls["d_in"][0], d_out=controls["d_out"][0],
-                   batch_size=controls["batch_size"][0])
-    large = ex.set(d_in=controls["d_in"][-1], d_out=controls["d_out"][-1],
-                   batch_size=controls["batch_size"][-1])
+    small = ex.set(d_in=controls["d_in"][0], d_out=controls["d_out"][0])
+    large = ex.set(d_in=controls["d_in"][-1], d_out=controls["d_out"][-1])
     assert small.png != large.png and small.text != large.text
     assert not small.diverged and "K-FAC" in large.text
-    # the summary's ratios are the counts of layer_state_bytes and step_flops
-    row = K.layer_state_bytes([(controls["d_in"][-1], controls["d_out"][-1])])[0]
+    # the summary's numbers are those of layer_state_bytes and step_flops
+    n_in, n_out = controls["d_in"][-1], controls["d_out"][-1]
+    row = K.layer_state_bytes([(n_in, n_out)])[0]
     assert f"{row['K-FAC'] / row['Adam']:.2g}x Adam's" in large.text
-    only_batch = ex.set(batch_size=controls["batch_size"][0])
-    assert only_batch.text != large.text                       # the batch moves the cost
+    r = K.step_flops([(n_in, n_out)], "K-FAC", 1024) / K.step_flops([(n_in, n_out)], "SGD+momentum", 1024)
+    assert f"{r:.2g}x (batch 1024)" in large.text
+    assert ex.set(d_in=controls["d_in"][0]).png != large.png       # one control alone
     assert math.prod(len(v) for v in controls.values()) <= 48
+    with pytest.raises(ValueError, match="batch_sizes"):
+        K.cost_explorer(batch_sizes=(0,))

@@ -227,12 +227,20 @@ class DiagonalStudy:
     lr: float
     train_loss: float
     spearman: dict
+    active: np.ndarray = None
     model: nn.Module = None
 
     @property
     def negative_fraction(self):
-        """Share of Hessian diagonal entries that are negative."""
-        return float(np.mean(self.hessian < 0))
+        """Share of the active parameters' Hessian diagonal entries that are negative."""
+        return float(np.mean(self.hessian[self.active] < 0))
+
+    def median_ratio(self, name):
+        r"""Median over the active parameters of ``name``'s entry divided by the empirical Fisher
+        diagonal, times the batch size :math:`B`: about 1 where the minibatch noise dominates,
+        since :math:`\mathbb{E}[g_B^2]\approx\hat F/B` then."""
+        x = getattr(self, name)[self.active] / self.empirical_fisher[self.active]
+        return float(np.median(x) * self.batch_size)
 
 
 def _spearman(a, b):
@@ -249,7 +257,9 @@ def study_diagonals(data, *, sizes=SMALL_SIZES, steps=400, lr=1e-3, batch_size=6
     (:func:`minibatch_second_moment`), the empirical Fisher diagonal :math:`\hat F`, the
     Gauss-Newton (= Fisher) diagonal and the exact Hessian diagonal
     (:func:`hessian_diagonal`). ``spearman`` holds the rank correlation of :math:`\hat v` with
-    each, and of :math:`\hat F` with the Hessian diagonal.
+    each, and of :math:`\hat F` with the Hessian diagonal, over the *active* parameters: those
+    with a non-zero gradient on some example (weights from pixels that are blank in every
+    training image never move and would add ties at zero to every ranking).
     """
     from ..train import train
 
@@ -272,13 +282,15 @@ def study_diagonals(data, *, sizes=SMALL_SIZES, steps=400, lr=1e-3, batch_size=6
     arrays = {k: t.numpy() for k, t in dict(adam_v=v, minibatch_moment=moment, empirical_fisher=fhat,
                                              gauss_newton=H.gauss_newton,
                                              hessian=H.total).items()}
-    rho = {"minibatch_moment": _spearman(arrays["adam_v"], arrays["minibatch_moment"]),
-           "empirical_fisher": _spearman(arrays["adam_v"], arrays["empirical_fisher"]),
-           "gauss_newton": _spearman(arrays["adam_v"], arrays["gauss_newton"]),
-           "hessian": _spearman(arrays["adam_v"], arrays["hessian"]),
-           "fisher_vs_hessian": _spearman(arrays["empirical_fisher"], arrays["hessian"])}
+    active = arrays["empirical_fisher"] > 0
+    a = {k: x[active] for k, x in arrays.items()}
+    rho = {"minibatch_moment": _spearman(a["adam_v"], a["minibatch_moment"]),
+           "empirical_fisher": _spearman(a["adam_v"], a["empirical_fisher"]),
+           "gauss_newton": _spearman(a["adam_v"], a["gauss_newton"]),
+           "hessian": _spearman(a["adam_v"], a["hessian"]),
+           "fisher_vs_hessian": _spearman(a["empirical_fisher"], a["hessian"])}
     return DiagonalStudy(**arrays, batch_size=batch_size, steps=steps, lr=lr, train_loss=loss,
-                         spearman=rho, model=model)
+                         spearman=rho, active=active, model=model)
 
 
 def plot_diagonals(study, axes=None):
@@ -520,6 +532,13 @@ class ConditioningStudy:
     def std(self, variant, step, quantity):
         return float(np.std(self.values[variant][step][quantity], ddof=1))
 
+    def nonconvexity(self, variant, step):
+        r"""Per seed, :math:`|\lambda_{\min}|/\lambda_{\max}` from the extreme Ritz values: the
+        size of the most negative curvature relative to the largest positive one (the measure
+        Li et al., 2018, map to compare landscapes with and without skip connections)."""
+        v = self.values[variant][step]
+        return np.abs(np.minimum(v["bottom"], 0)) / v["top"]
+
     def outlier_ratio(self, variant, step):
         r"""Per seed, :math:`\lambda_{\max}` over the mean eigenvalue :math:`\operatorname{tr}H/n`:
         how far the top of the spectrum sticks out of the bulk."""
@@ -534,7 +553,7 @@ class ConditioningStudy:
 
 def study_conditioning(data, *, variants=tuple(VARIANTS), sizes=DEEP_SIZES, seeds=tuple(range(5)),
                        steps=50, lr=0.05, momentum=0.9, batch_size=128, measure_at=(0, 50),
-                       curvature_examples=128, lanczos_steps=20, trace_samples=5):
+                       curvature_examples=128, lanczos_steps=16, trace_samples=4):
     r"""Curvature of a deep tanh MLP with and without batch norm and residual connections.
 
     Every variant is trained with the same SGD+momentum settings (``lr``, ``momentum``,
@@ -576,28 +595,38 @@ def study_conditioning(data, *, variants=tuple(VARIANTS), sizes=DEEP_SIZES, seed
 
 
 def plot_conditioning(study, axes=None):
-    """Top eigenvalue, trace and curvature along the gradient per variant, at each measured
-    step: one dot per seed and the mean as a bar. Returns the axes."""
+    """Four panels: top eigenvalue, trace and :math:`|\\lambda_{\\min}|/\\lambda_{\\max}` per
+    variant at each measured step (one dot per seed, the mean as a bar), and the minibatch
+    training loss of each variant (mean and band over seeds, log scale). Returns the axes."""
     import matplotlib.pyplot as plt
-    quantities = [("top", r"top eigenvalue $\lambda_{\max}$"), ("trace", r"trace $\mathrm{tr}\,H$"),
-                  ("gradient_curvature", r"$g^\top H g/\|g\|^2$")]
+    from .. import plots
+
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(11, 3.6), layout="constrained")
+        _, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained")
     variants = list(study.values)
     width = 0.8 / len(study.measure_at)
-    for ax, (q, label) in zip(axes, quantities):
+    getters = [(lambda v, s: study.values[v][s]["top"], r"top eigenvalue $\lambda_{\max}$"),
+               (lambda v, s: study.values[v][s]["trace"], r"trace $\mathrm{tr}\,H$"),
+               (study.nonconvexity, r"$|\lambda_{\min}|\,/\,\lambda_{\max}$")]
+    for ax, (get, label) in zip(axes, getters):
         for j, s in enumerate(study.measure_at):
             xs = np.arange(len(variants)) + (j - (len(study.measure_at) - 1) / 2) * width
-            means = [study.mean(v, s, q) for v in variants]
-            ax.bar(xs, means, width=width * 0.9, color=f"C{j}", alpha=0.35,
+            vals = [get(v, s) for v in variants]
+            ax.bar(xs, [np.mean(x) for x in vals], width=width * 0.9, color=f"C{j}", alpha=0.35,
                    label="initialisation" if s == 0 else f"after {s} steps")
-            for x, v in zip(xs, variants):
-                vals = study.values[v][s][q]
-                ax.plot(np.full(len(vals), x), vals, "o", ms=3, color=f"C{j}")
+            for x, val in zip(xs, vals):
+                ax.plot(np.full(len(val), x), val, "o", ms=3, color=f"C{j}")
         ax.set_xticks(range(len(variants)), variants, fontsize=8, rotation=15)
         ax.set_title(label, fontsize=10)
         ax.axhline(0, color="0.5", lw=0.6)
     axes[0].legend(fontsize=8)
+    steps = np.arange(1, study.steps + 1)
+    for i, v in enumerate(variants):
+        plots.mean_band(steps, study.losses[v], ax=axes[3], log_y=True, color=f"C{i + 2}",
+                        label=v)
+    plots.plain_log_ticks(axes[3], "y")
+    axes[3].set(xlabel="step", ylabel="minibatch loss")
+    axes[3].set_title(f"training loss ({len(study.seeds)} seeds)", fontsize=10)
     return axes
 
 

@@ -50,14 +50,14 @@ from ..second_order import KFAC, Shampoo, kfac_bytes, kfac_layers, shampoo_bytes
 
 __all__ = ["METHODS", "LR_GRID", "DIGITS_SIZES", "kron_identity_check", "kfac_factor_error",
            "Comparison", "compare_methods", "plot_comparison", "time_grid_losses",
-           "layer_state_bytes", "resnet50_state_bytes", "step_flops", "markdown_table",
+           "layer_state_bytes", "resnet50_state_bytes", "step_flops",
            "adam_success_curve", "ALGOPERF", "plot_algoperf", "plot_selection_chart",
            "cost_explorer", "EXPLORERS"]
 
 #: The digits network of the chapter: 64 pixels -> 32 tanh units -> 10 classes.
 DIGITS_SIZES = (64, 32, 10)
 #: The one learning-rate grid every method is tuned on.
-LR_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def _sgd_momentum(model, lr):
@@ -266,7 +266,7 @@ def _report_run(make_optimizer, lr, sizes, data, steps, batch_size, seed):
 
 
 def compare_methods(data, *, methods=None, lr_grid=LR_GRID, seeds=compare.DEFAULT_SEEDS,
-                    tune_seeds=(100,), steps=80, batch_size=128, sizes=DIGITS_SIZES):
+                    tune_seeds=(100,), steps=40, batch_size=256, sizes=DIGITS_SIZES):
     r"""Train an MLP with every method at its tuned learning rate from every seed.
 
     Protocol (:mod:`curvlib.compare`): each method's learning rate is chosen on the same
@@ -339,26 +339,40 @@ def time_grid_losses(loss, times, points=60):
     return grid, out
 
 
-def plot_comparison(result, axes=None):
-    """Two panels: minibatch loss against steps and against wall time (mean and band of one
-    standard deviation of the log loss over seeds). Wall time varies from run to run and
-    machine to machine, so it is shown here and never quoted as a number. Returns the axes."""
+def plot_comparison(result, flops_per_step=None, axes=None):
+    """Minibatch loss against steps and against wall time (mean and a band of one standard
+    deviation of the log loss over seeds); with ``flops_per_step`` (a dict method ->
+    :func:`step_flops`) also against the cumulative floating-point operations, the
+    deterministic cost proxy. Wall time varies from run to run and machine to machine, so it
+    is shown here and never quoted as a number. Returns the axes."""
     import matplotlib.pyplot as plt
     from .. import plots
 
+    panels = 2 if flops_per_step is None else 3
+    if flops_per_step is not None:
+        missing = set(result.runs) - set(flops_per_step)
+        if missing:
+            raise ValueError(f"flops_per_step lacks {sorted(missing)}")
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+        _, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), layout="constrained")
+    steps = np.arange(1, result.steps + 1)
     for i, (name, r) in enumerate(result.runs.items()):
         color = f"C{i}"
         label = f"{name} (lr={r.lr:g})"
-        plots.mean_band(np.arange(1, result.steps + 1), r.loss, ax=axes[0], log_y=True,
-                        color=color, label=label)
+        plots.mean_band(steps, r.loss, ax=axes[0], log_y=True, color=color, label=label)
         grid, res = time_grid_losses(r.loss, result.time[name])
         plots.mean_band(grid * 1e3, res, ax=axes[1], log_y=True, color=color, label=label,
                         xlabel="wall time (ms)")
-    axes[0].set(xlabel="step", ylabel="minibatch training loss",
-                title=f"against steps ({len(r.seeds)} seeds)")
+        if panels == 3:
+            plots.mean_band(steps * flops_per_step[name] / 1e6, r.loss, ax=axes[2], log_y=True,
+                            color=color, label=label, xlabel="cumulative Mflop (cost proxy)")
+    for ax in axes:
+        plots.plain_log_ticks(ax, "y")
+    n = len(next(iter(result.runs.values())).seeds)
+    axes[0].set(xlabel="step", ylabel="minibatch training loss", title=f"against steps ({n} seeds)")
     axes[1].set(ylabel="minibatch training loss", title="against wall time (this run)")
+    if panels == 3:
+        axes[2].set(ylabel="minibatch training loss", title="against flops (counted)")
     return axes
 
 
@@ -380,7 +394,7 @@ def _check_pairs(layers):
     return pairs
 
 
-def layer_state_bytes(layers, *, bias=True, dtype="float32"):
+def layer_state_bytes(layers, *, bias=True, dtype="float32", max_preconditioner_dim=None):
     r"""Optimizer state, layer by layer, for ``nn.Linear`` layers ``[(n_in, n_out), ...]``.
 
     One row per layer with its parameter count and the bytes each method keeps between
@@ -390,8 +404,12 @@ def layer_state_bytes(layers, *, bias=True, dtype="float32"):
     (:func:`curvlib.second_order.shampoo_bytes`: one statistic and one inverse root per side,
     plus the AdaGrad grafting buffer), and the exact Hessian *block* of the layer alone
     (:func:`curvlib.memory.hessian_bytes`). All counts are exact for ``dtype``.
+    ``max_preconditioner_dim`` is Shampoo's: ``None`` (default) preconditions every
+    dimension, as the mathematics and :func:`step_flops` assume.
     """
     pairs = _check_pairs(layers)
+    max_dim = max(max(p) for p in pairs) if max_preconditioner_dim is None else \
+        check_int("max_preconditioner_dim", max_preconditioner_dim, minimum=1)
     tdtype = {"float32": torch.float32, "float64": torch.float64,
               "float16": torch.float16, "bfloat16": torch.bfloat16}[
         check_choice("dtype", dtype, {"float32", "float64", "float16", "bfloat16"})]
@@ -404,7 +422,8 @@ def layer_state_bytes(layers, *, bias=True, dtype="float32"):
             "SGD+momentum": memory.optimizer_state_bytes("momentum", n, dtype),
             "Adam": memory.optimizer_state_bytes("adam", n, dtype, n_tensors=k),
             "K-FAC": kfac_bytes([(n_in, n_out)], bias=bias, dtype=tdtype),
-            "Shampoo": shampoo_bytes([(n_in, n_out)], bias=bias, dtype=tdtype),
+            "Shampoo": shampoo_bytes([(n_in, n_out)], bias=bias, dtype=tdtype,
+                                     max_preconditioner_dim=max_dim),
             "Hessian block": memory.hessian_bytes(n, dtype)})
     return rows
 
@@ -495,20 +514,6 @@ def step_flops(layers, method, batch_size, *, bias=True, factor_interval=1,
             if bias:
                 total += 4.0 * n_out * n_out + eig(n_out) / ii + 6.0 * n_out
     return total
-
-
-def markdown_table(rows, columns=None, formats=None):
-    """A Markdown table from a list of dicts (for ``IPython.display.Markdown``).
-
-    ``formats`` maps a column to a function value -> str (default ``str``)."""
-    if not rows:
-        raise ValueError("rows must not be empty")
-    columns = list(rows[0]) if columns is None else list(columns)
-    formats = formats or {}
-    fmt = lambda c, v: formats.get(c, str)(v)  # noqa: E731
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(fmt(c, r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------
@@ -620,7 +625,7 @@ def plot_selection_chart(notes=None, ax=None):
         raise ValueError(f"notes has unknown recommendations: {sorted(unknown)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(9.5, 5.2))
-    ax.set(xlim=(0, 10), ylim=(0, 6.4))
+    ax.set(xlim=(0.4, 9.4), ylim=(-0.75, 6.4))
     ax.axis("off")
 
     def diamond(x, y, text):
@@ -630,7 +635,7 @@ def plot_selection_chart(notes=None, ax=None):
         ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
 
     def box(x, y, title, rule, color):
-        ax.add_patch(FancyBboxPatch((x - 1.15, y - 0.42), 2.3, 0.84,
+        ax.add_patch(FancyBboxPatch((x - 1.45, y - 0.42), 2.9, 0.84,
                                     boxstyle="round,pad=0.05", fc=color, ec="0.3", lw=1))
         ax.text(x, y + 0.12, title, ha="center", va="center", fontsize=10, weight="bold")
         ax.text(x, y - 0.2, rule, ha="center", va="center", fontsize=7.5, style="italic")
@@ -657,7 +662,7 @@ def plot_selection_chart(notes=None, ax=None):
     for (x, y, text), (rx, ry, title, rule, color) in zip(qs, recs):
         diamond(x, y, text)
         box(rx, ry, title, rule, color)
-        arrow(x + 1.9, y, rx - 1.2, ry, "yes")
+        arrow(x + 1.9, y, rx - 1.5, ry, "yes")
     arrow(2.6, 4.43, 2.6, 4.07, "no")
     arrow(2.6, 2.83, 2.6, 2.47, "no")
     arrow(2.6, 1.23, 2.6, 0.9, "no")
@@ -671,53 +676,69 @@ def plot_selection_chart(notes=None, ax=None):
 _WIDGET_METHODS = ("SGD+momentum", "Adam", "K-FAC", "Shampoo")
 
 
-def cost_explorer(d_in=(64, 256, 1024, 4096), d_out=(10, 256, 1024, 4096),
-                  batch_size=(32, 1024)):
+def cost_explorer(d_in=(64, 512, 4096), d_out=(10, 512, 4096), batch_sizes=(32, 1024)):
     """Explorer: one ``Linear(d_in, d_out)`` layer; bytes of optimizer state (with the exact
-    Hessian block for scale) and floating-point operations per step of each method.
+    Hessian block for scale) and floating-point operations per step of each method, relative
+    to SGD's, at each batch size in ``batch_sizes``.
 
     Everything is arithmetic (:func:`layer_state_bytes`, :func:`step_flops`), computed for
     every combination in the factory; a move of a control only redraws two bar charts.
     """
-    from ..widgets import Explorer
-    from ..memory import format_bytes
+    from matplotlib.ticker import NullLocator
 
+    from ..memory import format_bytes
+    from ..widgets import Explorer
+
+    batch_sizes = tuple(check_int("batch_sizes", B, minimum=1) for B in batch_sizes)
+    if not batch_sizes:
+        raise ValueError("batch_sizes must not be empty")
     table = {}
     for a in d_in:
         for b in d_out:
             row = layer_state_bytes([(a, b)])[0]
-            for B in batch_size:
-                flops = {m: step_flops([(a, b)], m, B) for m in _WIDGET_METHODS}
-                table[(a, b, B)] = (row, flops)
+            ratios = {B: {m: step_flops([(a, b)], m, B) / step_flops([(a, b)], "SGD+momentum", B)
+                          for m in _WIDGET_METHODS} for B in batch_sizes}
+            table[(a, b)] = (row, ratios)
+    colors = {"SGD+momentum": "C0", "Adam": "C1", "K-FAC": "C2", "Shampoo": "C3",
+              "Hessian block": "0.5"}
 
-    def render(fig, d_in, d_out, batch_size):
-        row, flops = table[(d_in, d_out, batch_size)]
+    def render(fig, d_in, d_out):
+        row, ratios = table[(d_in, d_out)]
         ax1, ax2 = fig.subplots(1, 2)
         names = list(_WIDGET_METHODS) + ["Hessian block"]
-        vals = [row[m] for m in names]
-        colors = ["C0", "C1", "C2", "C3", "0.5"]
-        ax1.barh(names[::-1], vals[::-1], color=colors[::-1])
+        y = np.arange(len(names))[::-1]
+        ax1.barh(y, [row[m] for m in names], color=[colors[m] for m in names])
+        ax1.set_yticks(y, names, fontsize=8)
         ax1.set_xscale("log")
         ax1.set_xlim(1e2, 1e16)
+        # plain labels, no minor ticks: mathtext labels would cost most of a redraw
+        ax1.set_xticks([1e3, 1e6, 1e9, 1e12, 1e15], ["1 kB", "1 MB", "1 GB", "1 TB", "1 PB"])
+        ax1.xaxis.set_minor_locator(NullLocator())
         ax1.set_xlabel("optimizer state (bytes, float32)")
-        ax1.tick_params(axis="y", labelsize=8)
-        base = flops["SGD+momentum"]
-        ratios = [flops[m] / base for m in _WIDGET_METHODS]
-        ax2.barh(list(_WIDGET_METHODS)[::-1], ratios[::-1], color=colors[:4][::-1])
+        y = np.arange(len(_WIDGET_METHODS))[::-1]
+        h = 0.8 / len(batch_sizes)
+        for j, B in enumerate(batch_sizes):
+            ax2.barh(y + (len(batch_sizes) / 2 - j - 0.5) * h,
+                     [ratios[B][m] for m in _WIDGET_METHODS], height=h * 0.95,
+                     color=[colors[m] for m in _WIDGET_METHODS], alpha=1.0 - 0.45 * j,
+                     label=f"batch {B}")
+        ax2.set_yticks(y, [])
         ax2.set_xscale("log")
-        ax2.set_xlim(0.5, 1e3)
+        ax2.set_xlim(0.5, 1e4)
+        ax2.set_xticks([1, 10, 100, 1000], ["1x", "10x", "100x", "1000x"])
+        ax2.xaxis.set_minor_locator(NullLocator())
         ax2.axvline(1, color="0.4", lw=0.8)
         ax2.set_xlabel("flops per step / SGD's")
-        ax2.set_yticklabels([])
-        fig.suptitle(f"Linear({d_in}, {d_out}), batch {batch_size}", fontsize=10)
-        return (f"K-FAC state {format_bytes(row['K-FAC'])} = "
-                f"{row['K-FAC'] / row['Adam']:.2g}x Adam's; step {ratios[2]:.2g}x SGD's flops; "
-                f"Shampoo {row['Shampoo'] / row['Adam']:.2g}x Adam's memory, "
-                f"{ratios[3]:.2g}x SGD's flops")
+        ax2.legend(fontsize=7, loc="lower right")
+        fig.suptitle(f"Linear({d_in}, {d_out})", fontsize=10)
+        lo, hi = batch_sizes[0], batch_sizes[-1]
+        return (f"K-FAC: {format_bytes(row['K-FAC'])}, {row['K-FAC'] / row['Adam']:.2g}x Adam's "
+                f"memory, {ratios[lo]['K-FAC']:.2g}x (batch {lo}) to {ratios[hi]['K-FAC']:.2g}x "
+                f"(batch {hi}) SGD's flops; Shampoo: {row['Shampoo'] / row['Adam']:.2g}x, "
+                f"{ratios[lo]['Shampoo']:.2g}x to {ratios[hi]['Shampoo']:.2g}x")
 
-    return Explorer(render, {"d_in": list(d_in), "d_out": list(d_out),
-                             "batch_size": list(batch_size)},
-                    labels={"d_in": "inputs", "d_out": "outputs", "batch_size": "batch"},
+    return Explorer(render, {"d_in": list(d_in), "d_out": list(d_out)},
+                    labels={"d_in": "inputs", "d_out": "outputs"},
                     initial={"d_in": d_in[min(1, len(d_in) - 1)],
                              "d_out": d_out[min(1, len(d_out) - 1)]},
                     figsize=(7.2, 3.2),
