@@ -190,14 +190,15 @@ PROBLEMS = {"logreg": logreg_problem, "mlp": mlp_problem, "rosenbrock": rosenbro
 @pytest.mark.parametrize("settings", SETTINGS, ids=str)
 @pytest.mark.parametrize("problem", PROBLEMS)
 def test_lbfgs_reaches_a_loss_no_higher_than_torch(problem, settings):
-    """Same settings, same number of step() calls (enough to converge). Both stop on
-    torch's tolerance_change = 1e-9, so two converged runs may end a few 1e-7 apart on the
-    MLP's near-zero loss: that much (1e-6) is allowed, nothing more."""
-    steps = 8
+    """Same settings, same number of step() calls (enough to converge). Both stop once the
+    loss changes by less than tolerance_change = 1e-9 per iteration, so two converged runs
+    may differ by about that much; on the MLP, whose loss creeps towards zero, they stop a
+    few 1e-7 apart. That much is allowed, nothing more."""
+    steps, slack = 8, (1e-6 if problem == "mlp" else 1e-9)
     for seed in (0, 1):
         ours, _, opt = run(PROBLEMS[problem], LBFGS, steps, seed, **settings)
         theirs, _, topt = run(PROBLEMS[problem], torch.optim.LBFGS, steps, seed, **settings)
-        assert ours <= theirs + 1e-6, (ours, theirs)
+        assert ours <= theirs + slack, (ours, theirs)
         assert math.isfinite(ours)
         state = opt.state[opt.param_groups[0]["params"][0]]
         assert state["func_evals"] <= steps * opt.param_groups[0]["max_eval"]
