@@ -303,7 +303,7 @@ def _first_order_numpy(fun, x0s, method, lr_grid, steps):
 
 def lbfgs_study(model="logistic", *, steps=200, lr_grid=LR_GRID, seeds=compare.DEFAULT_SEEDS,
                 history_size=10, n_train=300):
-    """Full-batch training loss per iteration: first-order methods (tuned) vs L-BFGS.
+    r"""Full-batch training loss per iteration: first-order methods (tuned) vs L-BFGS.
 
     ``model="logistic"``: L2-regularised logistic regression on breast cancer
     (:func:`logistic_objective`, :math:`\lambda = 10^{-2}`), every method through
@@ -480,7 +480,7 @@ def sensitivity_explorer(grid=None, tolerances=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0))
 
     return Explorer(render, {"tolerance": list(tolerances), "highlight": ["all"] + names},
                     labels={"tolerance": "tolerance X", "highlight": "optimizer"},
-                    initial={"tolerance": 0.5},
+                    initial={"tolerance": 0.5 if 0.5 in tolerances else tolerances[0]},
                     alt="Final loss against learning rate with the good-lr window shaded")
 
 
