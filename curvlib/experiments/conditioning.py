@@ -634,15 +634,15 @@ def conditioning_explorer(study=None):
     """Explorer: pick an architecture and a training step, see the Hessian's spectral density
     (averaged over the study's seeds) with the largest and smallest Ritz values marked.
 
-    ``study`` is a :class:`ConditioningStudy`; without one a small study is run here (two
-    seeds). Densities are computed for every frame before the first is drawn.
+    ``study`` is a :class:`ConditioningStudy`; without one a small, quick study is run here
+    (two seeds, 20 steps). Densities are computed for every frame before the first is drawn.
     """
     from ..widgets import Explorer
 
     if study is None:
         from ..data import digits
-        study = study_conditioning(digits(), seeds=(0, 1), measure_at=(0, 50),
-                                   trace_samples=2)
+        study = study_conditioning(digits(), seeds=(0, 1), steps=20, measure_at=(0, 20),
+                                   curvature_examples=64, lanczos_steps=10, trace_samples=2)
     variants, steps = list(study.values), list(study.measure_at)
     lo = min(float(study.values[v][s]["nodes"].min()) for v in variants for s in steps)
     hi = max(float(study.values[v][s]["nodes"].max()) for v in variants for s in steps)
