@@ -291,7 +291,7 @@ def good_window(sweep, tolerance=0.01):
 # --------------------------------------------------------------------------------------
 # Warmup at large batch
 # --------------------------------------------------------------------------------------
-def warmup_large_batch(peak_lrs=(0.2, 0.4, 0.8), warmup=(0, 75), *, batch_size=1024, steps=150,
+def warmup_large_batch(peak_lrs=(0.4, 0.8), warmup=(0, 75), *, batch_size=1024, steps=150,
                        sizes=(64, 32, 32, 32, 10), momentum=0.9, seeds=SEEDS, stuck_loss=1.0):
     r"""SGD with momentum at a large batch: linear warmup or not, at several peak rates.
 
@@ -476,7 +476,7 @@ def plot_warmup(warm, peak_lr, ax=None):
 # Widget: the schedule designer
 # --------------------------------------------------------------------------------------
 def schedule_designer(base_lrs=(0.03, 0.3, 1.0), decays=("constant", "step", "cosine"),
-                      warmups=(0, 30, 90), *, steps=150, batch_size=64, sizes=(64, 16, 10),
+                      warmups=(0, 60), *, steps=150, batch_size=64, sizes=(64, 16, 10),
                       seeds=(0, 1, 2)):
     r"""Explorer: warmup length, decay type and base rate in; the lr curve and the training
     loss it produces (SGD + momentum 0.9 on digits, mean and range of ``seeds``) out.
