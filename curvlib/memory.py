@@ -196,13 +196,13 @@ _FLOP_CONSTANTS = {  # leading coefficient c of c*n^3: (factorisation, explicit 
 def inversion_flops(n, method="cholesky", *, explicit_inverse=False):
     r"""Floating-point operations (leading term) to factorise or invert a dense :math:`n\times n`.
 
-    ==============  =============================  ===========================
+    ==============  ==============================  ================
     ``method``      factorisation (solve a system)  explicit inverse
-    ==============  =============================  ===========================
-    ``"cholesky"``  :math:`n^3/3`                  :math:`n^3`
-    ``"lu"``        :math:`2n^3/3`                 :math:`2n^3`
-    ``"eig"``       :math:`9n^3`                   :math:`10n^3`
-    ==============  =============================  ===========================
+    ==============  ==============================  ================
+    ``"cholesky"``  :math:`n^3/3`                   :math:`n^3`
+    ``"lu"``        :math:`2n^3/3`                  :math:`2n^3`
+    ``"eig"``       :math:`9n^3`                    :math:`10n^3`
+    ==============  ==============================  ================
 
     Cholesky (symmetric positive definite) and LU with partial pivoting: Golub & Van Loan,
     *Matrix Computations*, 4th ed., Johns Hopkins University Press, 2013, §4.2 and §3.2;

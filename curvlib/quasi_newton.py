@@ -375,9 +375,9 @@ class LBFGS(_FlatParamsMixin, Optimizer):
     Same signature, defaults and state keys as ``torch.optim.LBFGS``: one parameter group,
     ``step(closure)`` runs up to ``max_iter`` iterations and ``max_eval`` closure calls, stops
     when :math:`\|\nabla f\|_\infty \le` ``tolerance_grad`` or when the step or the change in
-    loss falls below ``tolerance_change``. The direction comes from :func:`lbfgs_direction`
+    loss falls below ``tolerance_change``. The direction comes from :func:`~curvlib.quasi_newton.lbfgs_direction`
     (two-loop recursion, N&W Alg. 7.4, with :math:`H_k^0 = \frac{s^\top y}{y^\top y} I`), the
-    step from :func:`strong_wolfe` (N&W Alg. 3.5/3.6) when ``line_search_fn="strong_wolfe"``,
+    step from :func:`~curvlib.quasi_newton.strong_wolfe` (N&W Alg. 3.5/3.6) when ``line_search_fn="strong_wolfe"``,
     else the fixed step ``lr``.
 
     Differences from torch.optim.LBFGS (same direction formula, so the same method): the
