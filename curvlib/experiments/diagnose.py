@@ -216,7 +216,7 @@ _ADVICE = {
     "rising": "the step is too large: lower the learning rate (try /3 to /10)",
     "oscillating": "the loss is bouncing: lower the learning rate (or check the input scaling)",
     "dead": "the network stopped learning (constant prediction): restart with a smaller lr",
-    "slow": "the loss barely moves: raise the learning rate (x3 to x10)",
+    "slow": "raise the learning rate (x3 to x10) or train longer",
     "healthy": "nothing to fix",
 }
 
@@ -246,7 +246,7 @@ def first_spike(grad_norms, *, factor=10.0, window=20, floor=None):
 
 
 def diagnose(losses, grad_norms, *, spike_factor=10.0, window=20, n_classes=None,
-             slow_fraction=0.2, noise_fraction=0.1, high_fraction=0.1):
+             slow_level=0.15, noise_fraction=0.1, high_fraction=0.1):
     r"""Name what is wrong with a run from its loss and gradient-norm curves.
 
     Checks, in order (the first that applies wins):
@@ -258,11 +258,11 @@ def diagnose(losses, grad_norms, *, spike_factor=10.0, window=20, n_classes=None
     * **dead** -- the final loss within 2% of :math:`\ln C` (a constant prediction over
       ``n_classes`` balanced classes) and a gradient norm that fell below 1% of its start;
     * **rising** -- the mean loss of the last third is more than 10% above the start;
-    * **oscillating** -- over the last third the loss's standard deviation exceeds
-      ``noise_fraction`` of its mean while the loss is still above ``high_fraction`` of its
-      start (mini-batch noise around a low loss is not oscillation);
-    * **slow** -- the loss fell by less than ``slow_fraction`` of its start (a slow run's
-      loss falls smoothly, so it is not caught by the previous rule);
+    * **oscillating** -- over the last third the smoothed loss (running mean over 1/30 of the
+      run) has stopped falling, the raw loss's standard deviation exceeds ``noise_fraction``
+      of its mean, and the loss is still above ``high_fraction`` of its start (mini-batch
+      noise around a low loss is not oscillation);
+    * **slow** -- the loss of the last third is still above ``slow_level`` of its start;
     * **healthy** otherwise.
     """
     loss = np.asarray(losses, dtype=float)
@@ -288,24 +288,27 @@ def diagnose(losses, grad_norms, *, spike_factor=10.0, window=20, n_classes=None
             return Diagnosis("dead", len(loss) - 1, f"stuck at loss {loss[-1]:.2f} = ln "
                              f"{n_classes} with vanishing gradient", _ADVICE["dead"])
     w = max(4, len(loss) // 3)
-    third = loss[-w:]
+    k = max(1, len(loss) // 30)
+    smooth = np.convolve(loss, np.ones(k) / k, mode="valid")  # mini-batch noise averaged out
+    tail = smooth[-w:]
+    stalled = tail[len(tail) // 2:].mean() >= 0.95 * tail[:len(tail) // 2].mean()
     start = loss[:min(5, len(loss))].mean()
-    end = third.mean()
-    spread = third.std() / end if end > 0 else 0.0
+    end = loss[-w:].mean()
+    spread = loss[-w:].std() / end if end > 0 else 0.0
     if end > 1.1 * start:
         return Diagnosis("rising", len(loss) - w, f"loss ended at {100 * end / start:.0f}% of its "
                          "start", _ADVICE["rising"])
-    if spread > noise_fraction and end > high_fraction * start:
+    if stalled and spread > noise_fraction and end > high_fraction * start:
         return Diagnosis("oscillating", len(loss) - w,
-                         f"loss bounces without settling (spread {100 * spread:.0f}% over the last "
+                         f"loss bounces without progress (spread {100 * spread:.0f}% over the last "
                          f"{w} steps, at {100 * end / start:.0f}% of its start)",
                          _ADVICE["oscillating"])
-    drop = (start - end) / abs(start) if start != 0 else 0.0
-    if drop < slow_fraction:
-        return Diagnosis("slow", None, f"loss fell only {100 * drop:.0f}% in {len(loss)} steps",
-                         _ADVICE["slow"])
-    return Diagnosis("healthy", None, f"loss fell {100 * drop:.0f}% in {len(loss)} steps",
-                     _ADVICE["healthy"])
+    if end > slow_level * start:
+        trend = "stalled" if stalled else "still falling"
+        return Diagnosis("slow", None, f"loss at {100 * end / start:.0f}% of its start after "
+                         f"{len(loss)} steps, {trend}", _ADVICE["slow"])
+    return Diagnosis("healthy", None, f"loss fell to {100 * end / start:.1f}% of its start in "
+                     f"{len(loss)} steps", _ADVICE["healthy"])
 
 
 def _runs_worst(runs, n_classes=10):
