@@ -29,7 +29,8 @@ For a quantity :math:`x_s` measured on seeds :math:`s = 1..S` the summary is the
 Each run is one call of :func:`curvlib.train.train` (the loop every chapter uses) -- the
 readable reference path. The fast path trains all runs of one elementwise optimizer (SGD,
 Adam, AdamW, RMSprop, Adagrad) at once: parameters stacked along a leading axis, the model
-evaluated with :func:`torch.vmap`, so five seeds cost little more than one. It follows the
+evaluated with :func:`torch.vmap`, so the runs share one vectorised forward and backward
+pass per step. It follows the
 same rules (initialisation, mini-batch order, divergence test) and is tested equal to the
 reference up to floating-point rounding.
 """
@@ -44,9 +45,9 @@ import torch
 
 from ._checks import check_choice, check_int, check_positive
 
-__all__ = ["RunStats", "Comparison", "as_split", "run_once", "run_seeds", "run_grid", "run_settings",
-           "stats_from_runs", "tune_lr",
-           "tune_and_compare", "plot_bands", "summary_rows", "DEFAULT_SEEDS", "LR_GRID"]
+__all__ = ["RunStats", "Comparison", "as_split", "run_once", "run_seeds", "run_grid",
+           "run_settings", "stats_from_runs", "tune_lr", "tune_and_compare", "plot_bands",
+           "summary_rows", "DEFAULT_SEEDS", "LR_GRID"]
 
 #: Five reporting seeds (the minimum the book allows for a comparison).
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
