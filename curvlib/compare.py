@@ -36,6 +36,7 @@ reference up to floating-point rounding.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -195,8 +196,31 @@ def _elementwise_classes():
     return tuple(classes)
 
 
-def _ensemble(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, schedule=None,
-              loss_fn=None, options=None):
+@contextlib.contextmanager
+def _one_thread():
+    """Run the block with one intra-op thread, then restore the previous setting.
+
+    The vectorised runs are many small kernels; on a shared two-core machine a second
+    OpenMP thread made them 2-5x *slower* (spin-waiting for a busy core; measured with
+    ``torch.set_num_threads``), and one thread also makes the numbers independent of
+    ``OMP_NUM_THREADS``.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _ensemble(factory, lrs, seeds, make_model, data, **kwargs):
+    """:func:`_ensemble_runs` on one intra-op thread (see :func:`_one_thread`)."""
+    with _one_thread():
+        return _ensemble_runs(factory, lrs, seeds, make_model, data, **kwargs)
+
+
+def _ensemble_runs(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, schedule=None,
+                   loss_fn=None, options=None):
     r"""Every run ``(lr, seed)`` for ``lr in lrs``, ``seed in seeds`` at once; ``None`` if the
     shortcut does not apply (then use :func:`run_once`).
 

@@ -233,3 +233,13 @@ def test_run_settings_mixes_hyperparameters_and_schedules_in_one_batch():
     assert not np.allclose(fast[0].loss, fast[2].loss)
     with pytest.raises(ValueError, match="settings"):
         compare.run_settings(adam, [{"weight_decay": 1.0}], make_model, DATA, steps=2)
+
+
+def test_fast_path_restores_the_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        compare.run_seeds(sgd, 0.1, make_model, DATA, steps=3, seeds=range(5))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
