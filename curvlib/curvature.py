@@ -685,11 +685,16 @@ class GradNormMonitor:
         return total, layers, spike
 
     def attach(self, optimizer):
-        """Record before every ``optimizer.step()``; returns the removable hook handle."""
+        """Record after every ``optimizer.step()``; returns the removable hook handle.
+
+        After the step, ``.grad`` holds the gradient that step used, whether it was computed
+        before the call or inside ``step(closure)`` (a pre-step hook would see the previous
+        step's gradient in the closure case).
+        """
         def hook(opt, args, kwargs):
             self.record()
 
-        return optimizer.register_step_pre_hook(hook)
+        return optimizer.register_step_post_hook(hook)
 
     @property
     def diverged(self):

@@ -243,6 +243,28 @@ def test_condition_number_refuses_or_uses_the_cut_off():
 
 
 # -- gradient-norm monitoring ----------------------------------------------------------
+def test_monitor_records_the_gradient_of_each_step_with_a_closure():
+    model = mlp()
+    x, y = batch()
+    monitor = C.GradNormMonitor(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    handle = monitor.attach(opt)
+    seen = []
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        seen.append(C.grad_norms(model)[0])
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    handle.remove()
+    assert monitor.global_norms == pytest.approx(seen, rel=1e-12)
+    assert monitor.global_norms[0] > 0
+
+
 def test_grad_norms_and_monitor():
     model = mlp()
     x, y = batch()
