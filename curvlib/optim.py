@@ -152,12 +152,12 @@ class RuleOptimizer(torch.optim.Optimizer):
     @classmethod
     def check_hyper(cls, group):
         """Return a checked copy of ``group``'s hyperparameters (raise on bad values)."""
-        raise NotImplementedError
+        raise TypeError(f"{cls.__name__} is abstract: a RuleOptimizer subclass defines check_hyper")
 
     @staticmethod
     def rule_kwargs(group):
         """The rule's keyword arguments, read from a param group."""
-        raise NotImplementedError
+        raise TypeError("RuleOptimizer is abstract: a subclass defines rule_kwargs")
 
     @staticmethod
     def init_kwargs(group):
