@@ -288,6 +288,18 @@ def _check_start(name, v0):
         raise ValueError(f"{name} must be a finite non-zero vector")
 
 
+def _check_eig_args(matvec, v0, k):
+    """Checks shared by :func:`lanczos` and :func:`power_iteration`; returns ``(n, k)``."""
+    if not callable(matvec):
+        raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
+    _check_start("v0", v0)
+    n = v0.numel()
+    k = check_int("k", k, minimum=1)
+    if k > n:
+        raise ValueError(f"k must be at most the dimension {n}, got {k}")
+    return n, k
+
+
 def lanczos(matvec, v0, steps, *, k=1, which="largest", tol=1e-8):
     r"""Lanczos iteration with full reorthogonalisation, for ``k`` extreme eigenpairs.
 
@@ -323,13 +335,7 @@ def lanczos(matvec, v0, steps, *, k=1, which="largest", tol=1e-8):
         ``which`` asks, ``vectors`` (n, k) the unit Ritz vectors, ``matvecs`` the number
         of products used.
     """
-    if not callable(matvec):
-        raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
-    _check_start("v0", v0)
-    n = v0.numel()
-    k = check_int("k", k, minimum=1)
-    if k > n:
-        raise ValueError(f"k must be at most the dimension {n}, got {k}")
+    n, k = _check_eig_args(matvec, v0, k)
     steps = min(check_int("steps", steps, minimum=k), n)
     check_choice("which", which, {"largest", "smallest", "magnitude"})
     tol = check_nonnegative("tol", tol)
@@ -364,13 +370,7 @@ def power_iteration(matvec, v0, steps, *, k=1, tol=1e-6):
 
     Returns ``Eigs(values, vectors, matvecs, converged)`` as :func:`lanczos`.
     """
-    if not callable(matvec):
-        raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
-    _check_start("v0", v0)
-    n = v0.numel()
-    k = check_int("k", k, minimum=1)
-    if k > n:
-        raise ValueError(f"k must be at most the dimension {n}, got {k}")
+    n, k = _check_eig_args(matvec, v0, k)
     steps = check_int("steps", steps, minimum=1)
     tol = check_nonnegative("tol", tol)
     values, vectors, matvecs, converged = [], [], 0, True

@@ -285,6 +285,13 @@ def _converged(g, gtol):
     return float(np.max(np.abs(g))) <= gtol
 
 
+def _finish(path, fun_path, g, gtol):
+    """The loops' common ending: success if the last gradient meets ``gtol``."""
+    if _converged(g, gtol):
+        return path, fun_path, g, "gradient norm below gtol", True
+    return path, fun_path, g, "maximum number of iterations reached", False
+
+
 def _run_first_order(method, obj, x, f, g, maxiter, gtol, h):
     """One :mod:`curvlib.rules` step per iteration, exactly as curvlib.optim takes it."""
     init, rule = h  # from curvlib.optim.make_rule
@@ -302,9 +309,7 @@ def _run_first_order(method, obj, x, f, g, maxiter, gtol, h):
         x, f, g = x_new, f_new, g_new
         path.append(x.copy())
         fun_path.append(f)
-    if _converged(g, gtol):
-        return path, fun_path, g, "gradient norm below gtol", True
-    return path, fun_path, g, "maximum number of iterations reached", False
+    return _finish(path, fun_path, g, gtol)
 
 
 def _run_lbfgs(method, obj, x, f, g, maxiter, gtol, h):
@@ -338,9 +343,7 @@ def _run_lbfgs(method, obj, x, f, g, maxiter, gtol, h):
         if h["tolerance_change"] > 0 and (t * float(np.max(np.abs(d))) <= h["tolerance_change"]
                                           or abs(f - prev_f) < h["tolerance_change"]):
             return path, fun_path, g, "change below tolerance_change", _converged(g, gtol)
-    if _converged(g, gtol):
-        return path, fun_path, g, "gradient norm below gtol", True
-    return path, fun_path, g, "maximum number of iterations reached", False
+    return _finish(path, fun_path, g, gtol)
 
 
 def _run_newton(method, obj, x, f, g, maxiter, gtol, h):
@@ -379,6 +382,4 @@ def _run_newton(method, obj, x, f, g, maxiter, gtol, h):
         x, f, g = x_new, f_new, g_new
         path.append(x.copy())
         fun_path.append(f)
-    if _converged(g, gtol):
-        return path, fun_path, g, "gradient norm below gtol", True
-    return path, fun_path, g, "maximum number of iterations reached", False
+    return _finish(path, fun_path, g, gtol)
