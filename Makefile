@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 ASSETS := node_modules/.package-lock.json
 export OMP_NUM_THREADS ?= 2
 export PYTHONHASHSEED ?= 0
+# Every process that computes runs with the same numeric settings on any x86-64 CPU with AVX2
+# (torch, numpy, OpenBLAS, MKL held at the AVX2 level; nothing pinned elsewhere): tools/numerics.py.
+PINNED := $(BIN)/python tools/numerics.py --
 # No MPLBACKEND here: a kernel that inherits Agg would not show figures inline.
 
 .PHONY: venv assets book test test-lib test-notebooks test-site notebooks screenshots bench clean
@@ -20,6 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -r requirements.txt
 	$(BIN)/pip install --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3
+	$(BIN)/python tools/numerics.py --pin-kernel $(VENV)
 	touch $(STAMP)
 
 # MathJax, require.js and the ipywidgets HTML manager, pinned by package-lock.json and served
@@ -36,18 +40,18 @@ book: $(STAMP) $(ASSETS)
 test: test-lib test-notebooks test-site
 
 test-lib: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
+	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
 
 # Strict nbval: every output compared; the sanitizer only masks what legitimately varies.
 test-notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval --nbval-current-env chapters -q \
+	$(PINNED) $(BIN)/python -m pytest --nbval --nbval-current-env chapters -q \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 test-site: book
 	$(BIN)/python -m pytest tests/test_site.py -q
 
 notebooks: $(STAMP)
-	$(BIN)/python tools/run_notebooks.py
+	$(PINNED) $(BIN)/python tools/run_notebooks.py
 
 # Uses the site as last built (`make book`), so a page can be looked at while others still warn.
 screenshots: $(STAMP) $(ASSETS)

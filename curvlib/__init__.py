@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"rules", "optim", "landscapes", "schedules", "memory", "curvature", "data",
                "models", "train", "plots", "widgets", "minimizer", "quasi_newton",
-               "second_order", "static", "experiments", "compare"}
+               "second_order", "compare"}
 
 
 def __getattr__(name):

@@ -135,18 +135,28 @@ def check_notebooks(app):
 API_MARKER = "<!-- curvlib-api -->"
 
 
-def api_markdown():
-    """MyST text documenting every public curvlib module, one section each."""
+def _module_sections(package):
     parts = []
-    modules = [p for p in (ROOT / "curvlib").iterdir()
+    modules = [p for p in (ROOT / package).iterdir()
                if p.suffix == ".py" or (p / "__init__.py").is_file()]
     for path in sorted(modules):
         if path.name.startswith("_"):
             continue
-        name = f"curvlib.{path.stem}"
+        name = f"{package}.{path.stem}"
         # eval-rst: autodoc writes reStructuredText, which MyST would read as Markdown
-        parts.append(f"## `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n"
+        parts.append(f"### `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n"
                      f"   :members:\n```\n")
+    return parts
+
+
+def api_markdown():
+    """MyST text documenting every public module of curvlib, then of the book package."""
+    parts = ["## curvlib: the library\n"] + _module_sections("curvlib")
+    parts += ["## curvbook: the chapters' own code\n",
+              "`curvbook` holds each chapter's experiments, figures, explorers and claim "
+              "records. It imports curvlib; curvlib never imports it.\n",
+              "```{eval-rst}\n.. automodule:: curvbook\n   :members:\n```\n"]
+    parts += _module_sections("curvbook")
     return "\n".join(parts)
 
 

@@ -1,4 +1,7 @@
-"""The chapters' experiments, one module per topic, so a notebook cell reads like the idea it shows.
+"""curvbook: the book's own code, one module per chapter, so a notebook cell reads like the idea it shows.
+
+curvbook imports curvlib; curvlib never imports curvbook. What a reader would import into their
+own notebook lives in curvlib; sweeps, tables, figures, explorers and claim records live here.
 
 Each module holds the experiment functions, figures and widget factories of one chapter (or a
 pair of chapters); tests in ``tests/test_experiments_<module>.py`` hold them to what the text says.
@@ -9,12 +12,20 @@ Modules: ``newton`` (ch. 1), ``hessian_cost`` (ch. 2), ``quasi_newton_adam`` (ch
 
 import json
 import math
+import os
 from pathlib import Path
 
-__all__ = ["save_results", "load_results", "RESULTS_DIR"]
+__all__ = ["save_results", "load_results", "results_dir"]
 
-#: Where chapters store the numbers other pages (the claims audit, chapter 10) read back.
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "chapters" / "results"
+def results_dir():
+    """Where chapters store the numbers other pages (the claims audit, chapter 10) read back.
+
+    ``$CURVBOOK_RESULTS`` if set, else ``results/`` in the current working directory: notebooks
+    run in ``chapters/``, so that is ``chapters/results``. Never derived from where the package is
+    installed (site-packages is not a place to write to).
+    """
+    env = os.environ.get("CURVBOOK_RESULTS")
+    return Path(env) if env else Path.cwd() / "results"
 
 
 def _plain(value):
@@ -41,7 +52,7 @@ def save_results(chapter, results, directory=None):
         raise ValueError(f"chapter must be a non-empty string, got {chapter!r}")
     if not isinstance(results, dict):
         raise TypeError(f"results must be a dict, got {type(results).__name__}")
-    directory = Path(directory) if directory is not None else RESULTS_DIR
+    directory = Path(directory) if directory is not None else results_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{chapter}.json"
     path.write_text(json.dumps(_plain(results), indent=1, sort_keys=True) + "\n")
@@ -50,7 +61,7 @@ def save_results(chapter, results, directory=None):
 
 def load_results(chapter, directory=None):
     """Read back what :func:`save_results` stored for ``chapter``."""
-    directory = Path(directory) if directory is not None else RESULTS_DIR
+    directory = Path(directory) if directory is not None else results_dir()
     path = directory / f"{chapter}.json"
     if not path.exists():
         raise FileNotFoundError(f"no results for chapter {chapter!r}: run its notebook first ({path})")

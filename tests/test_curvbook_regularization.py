@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from curvlib.experiments import regularization as R
+from curvbook import regularization as R
 
 
 def test_penalty_shifts_every_eigenvalue_by_twice_the_coefficient():

@@ -43,10 +43,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import compare, memory, optim
-from .._checks import check_choice, check_int, check_positive
-from ..models import mlp
-from ..second_order import KFAC, Shampoo, kfac_bytes, kfac_layers, shampoo_bytes
+from curvlib import compare, memory, optim
+from curvlib._checks import check_choice, check_int, check_positive
+from curvlib.models import mlp
+from curvlib.second_order import KFAC, Shampoo, kfac_bytes, kfac_layers, shampoo_bytes
 
 __all__ = ["METHODS", "LR_GRID", "DIGITS_SIZES", "kron_identity_check", "kfac_factor_error",
            "Comparison", "compare_methods", "plot_comparison", "time_grid_losses",
@@ -248,7 +248,7 @@ class Comparison:
 
 
 def _report_run(make_optimizer, lr, sizes, data, steps, batch_size, seed):
-    from ..train import train, evaluate
+    from curvlib.train import train, evaluate
 
     model = mlp(list(sizes), "tanh", seed=seed)
     res = train(model, make_optimizer(model, lr), data.train, steps=steps,
@@ -346,7 +346,7 @@ def plot_comparison(result, flops_per_step=None, axes=None):
     deterministic cost proxy. Wall time varies from run to run and machine to machine, so it
     is shown here and never quoted as a number. Returns the axes."""
     import matplotlib.pyplot as plt
-    from .. import plots
+    from curvlib import plots
 
     panels = 2 if flops_per_step is None else 3
     if flops_per_step is not None:
@@ -686,8 +686,8 @@ def cost_explorer(d_in=(64, 512, 4096), d_out=(10, 512, 4096), batch_sizes=(32, 
     """
     from matplotlib.ticker import NullLocator
 
-    from ..memory import format_bytes
-    from ..widgets import Explorer
+    from curvlib.memory import format_bytes
+    from curvlib.widgets import Explorer
 
     batch_sizes = tuple(check_int("batch_sizes", B, minimum=1) for B in batch_sizes)
     if not batch_sizes:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from curvlib import memory
-from curvlib.experiments import hessian_cost as hc
+from curvbook import hessian_cost as hc
 
 
 def test_memory_rows_are_exact_integer_arithmetic():

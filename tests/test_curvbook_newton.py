@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from curvlib import minimize  # noqa: E402
-from curvlib.experiments import newton as nw  # noqa: E402
+from curvbook import newton as nw  # noqa: E402
 from curvlib.landscapes import Rosenbrock  # noqa: E402
 
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._checks import check_int, check_positive
-from .. import compare
-from ..widgets import Explorer
+from curvlib._checks import check_int, check_positive
+from curvlib import compare
+from curvlib.widgets import Explorer
 
 __all__ = ["OPTIMIZERS", "ADAPTIVE", "LR_GRID", "WIDE_GRID", "Problem", "digits_problem", "make_mlp", "smooth",
            "steps_to_target", "speed_study", "generalization_study", "logistic_objective", "lbfgs_study",
@@ -46,27 +46,27 @@ __all__ = ["OPTIMIZERS", "ADAPTIVE", "LR_GRID", "WIDE_GRID", "Problem", "digits_
 
 
 def _sgd(params, lr):
-    from ..optim import SGD
+    from curvlib.optim import SGD
     return SGD(params, lr=lr)
 
 
 def _momentum(params, lr):
-    from ..optim import SGD
+    from curvlib.optim import SGD
     return SGD(params, lr=lr, momentum=0.9)
 
 
 def _adam(params, lr):
-    from ..optim import Adam
+    from curvlib.optim import Adam
     return Adam(params, lr=lr)
 
 
 def _rmsprop(params, lr):
-    from ..optim import RMSprop
+    from curvlib.optim import RMSprop
     return RMSprop(params, lr=lr)
 
 
 def _adagrad(params, lr):
-    from ..optim import Adagrad
+    from curvlib.optim import Adagrad
     return Adagrad(params, lr=lr)
 
 
@@ -100,7 +100,7 @@ def digits_problem(train_size=None, seed=0):
     ``train_size`` (optional) keeps only that many training examples (stratified by order of
     a seeded permutation) -- the "harder", small-data split.
     """
-    from ..data import digits
+    from curvlib.data import digits
     d = digits(test_size=0.25, seed=seed)
     X, y = d.X_train, d.y_train
     g = torch.Generator().manual_seed(seed)
@@ -119,7 +119,7 @@ def digits_problem(train_size=None, seed=0):
 
 def make_mlp(seed, sizes=(64, 32, 10)):
     """The chapter's network: ``curvlib.models.mlp(sizes)`` with tanh, weights drawn from ``seed``."""
-    from ..models import mlp
+    from curvlib.models import mlp
     return mlp(list(sizes), seed=seed)
 
 
@@ -285,7 +285,7 @@ def logistic_objective(X, y, lam=1e-2):
 def _first_order_numpy(fun, x0s, method, lr_grid, steps):
     """Tune ``method`` (curvlib.minimize) on the grid from the tuning start ``x0s[0]`` by the
     final value; return (lr, losses of the reporting starts ``x0s[1:]``)."""
-    from ..minimizer import minimize
+    from curvlib.minimizer import minimize
     kw = {"momentum": {"momentum": 0.9}}.get(method, {})
     method_name = {"SGD": "gd", "SGD+momentum": "momentum", "Adam": "adam"}[method]
 
@@ -315,8 +315,8 @@ def lbfgs_study(model="logistic", *, steps=200, lr_grid=LR_GRID, seeds=compare.D
     line search) has none. Returns ``{name: {"loss": (seeds, steps+1), "lr", "nfev": (seeds,)
     function evaluations used}}``; first-order methods use one evaluation per iteration.
     """
-    from ..data import breast_cancer
-    from ..minimizer import minimize
+    from curvlib.data import breast_cancer
+    from curvlib.minimizer import minimize
     T = check_int("steps", steps, minimum=2)
     seeds = tuple(seeds)
     out = {}
@@ -490,7 +490,7 @@ def bands_explorer(grid=None, lrs=None):
     Controls: ``optimizer`` and ``lr`` (every other point of the grid by default). A diverging
     setting shows "diverged at step k" for its first diverged seed.
     """
-    from ..plots import mean_band
+    from curvlib.plots import mean_band
     grid = _default_grid() if grid is None else grid
     sensitivity = {n: g["report"] for n, g in grid.items()}
     names = list(sensitivity)

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import curvature, optim
-from .._checks import check_int, check_nonnegative, check_positive, check_unit_interval
-from ..models import mlp
+from curvlib import curvature, optim
+from curvlib._checks import check_int, check_nonnegative, check_positive, check_unit_interval
+from curvlib.models import mlp
 
 __all__ = ["SMALL_SIZES", "DEEP_SIZES", "VARIANTS", "HessianDiagonal", "hessian_diagonal",
            "hessian_diagonal_hvp", "per_example_gradients", "fisher_diagonal",
@@ -261,7 +261,7 @@ def study_diagonals(data, *, sizes=SMALL_SIZES, steps=400, lr=1e-3, batch_size=6
     with a non-zero gradient on some example (weights from pixels that are blank in every
     training image never move and would add ties at zero to every ranking).
     """
-    from ..train import train
+    from curvlib.train import train
 
     steps = check_int("steps", steps, minimum=1)
     lr = check_positive("lr", lr)
@@ -347,7 +347,7 @@ def momentum_alignment(data, *, sizes=SMALL_SIZES, lr=0.05, momentum=0.9, batch_
     gradients it is made of, although the method never computes a curvature.
     Returns a dict of arrays over the checkpoints.
     """
-    from ..train import train
+    from curvlib.train import train
 
     checkpoints = tuple(sorted(check_int("checkpoints", c, minimum=1) for c in checkpoints))
     if not checkpoints:
@@ -599,7 +599,7 @@ def plot_conditioning(study, axes=None):
     variant at each measured step (one dot per seed, the mean as a bar), and the minibatch
     training loss of each variant (mean and band over seeds, log scale). Returns the axes."""
     import matplotlib.pyplot as plt
-    from .. import plots
+    from curvlib import plots
 
     if axes is None:
         _, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained")
@@ -637,10 +637,10 @@ def conditioning_explorer(study=None):
     ``study`` is a :class:`ConditioningStudy`; without one a small, quick study is run here
     (two seeds, 20 steps). Densities are computed for every frame before the first is drawn.
     """
-    from ..widgets import Explorer
+    from curvlib.widgets import Explorer
 
     if study is None:
-        from ..data import digits
+        from curvlib.data import digits
         study = study_conditioning(digits(), seeds=(0, 1), steps=20, measure_at=(0, 20),
                                    curvature_examples=64, lanczos_steps=10, trace_samples=2)
     variants, steps = list(study.values), list(study.measure_at)

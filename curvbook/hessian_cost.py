@@ -37,7 +37,7 @@ from functools import wraps
 
 import numpy as np
 
-from .._checks import check_choice, check_int, check_positive
+from curvlib._checks import check_choice, check_int, check_positive
 
 __all__ = ["PRECISIONS", "REFERENCE_MACHINE", "memory_rows", "memory_markdown",
            "check_500tb", "inversion_rows", "inversion_markdown", "check_gpt3", "walls",
@@ -53,7 +53,7 @@ _SECONDS_PER_YEAR = 365.25 * 24 * 3600
 
 
 def _memory():
-    from .. import memory
+    from curvlib import memory
     return memory
 
 
@@ -267,7 +267,7 @@ def mlp_hessian_problem(hidden, n_samples=256, seed=0):
     :math:`75h + 10` parameters.
     """
     import torch
-    from .. import curvature, data, models
+    from curvlib import curvature, data, models
     hidden = check_int("hidden", hidden, minimum=1)
     n_samples = check_int("n_samples", n_samples, minimum=1)
     split = data.digits(dtype="float64")
@@ -301,7 +301,7 @@ def measure_scaling(hidden_sizes=(1, 2, 3, 4, 6, 8), n_samples=256, repeats=2, s
 
 def _measure(hidden_sizes, n_samples, repeats, seed, out):
     import torch
-    from .. import curvature
+    from curvlib import curvature
     for h in hidden_sizes:
         f, w = mlp_hessian_problem(h, n_samples, seed)
         best = {"form": math.inf, "eigh": math.inf, "inv": math.inf}
@@ -404,7 +404,7 @@ def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
     from that pixel never change the output).
     """
     import torch
-    from .. import curvature, data, models, optim, train
+    from curvlib import curvature, data, models, optim, train
     steps = check_int("steps", steps, minimum=0)
     n_samples = check_int("n_samples", n_samples, minimum=1)
     hidden = check_int("hidden", hidden, minimum=1)
@@ -464,7 +464,7 @@ def kappa_by_cutoff(eigenvalues, relative_cutoffs=(1e-2, 1e-4, 1e-6, 1e-8)):
     cut-off one chose. Returns a list of ``(c, kappa, kept)`` with ``kept`` the number of
     eigenvalues above the cut-off.
     """
-    from .. import curvature
+    from curvlib import curvature
     lam = np.asarray(eigenvalues, dtype=float)
     top = float(lam.max())
     out = []
@@ -509,7 +509,7 @@ def logistic_condition_number(l2=1e-3):
     separable and the unregularised loss has no minimiser (its weights grow without bound).
     Uses float64 Newton iterations from zero.
     """
-    from .. import data
+    from curvlib import data
     l2 = check_positive("l2", l2)
     split = data.breast_cancer(as_torch=False, dtype="float64")
     X = np.hstack([split.X_train, np.ones((len(split.X_train), 1))])
@@ -557,7 +557,7 @@ def memory_explorer(models=None):
     Every number is precomputed in the factory (integer arithmetic), so an update only draws
     a few bars on a log axis.
     """
-    from ..widgets import Explorer
+    from curvlib.widgets import Explorer
     mem = _memory()
     names = _model_names(models)
     sizes = {name: mem.MODELS[name].n_params for name in names}

@@ -1,10 +1,10 @@
-"""Tests for curvlib.experiments.summary (chapter 10)."""
+"""Tests for curvbook.summary (chapter 10)."""
 import math
 
 import numpy as np
 import pytest
 
-from curvlib.experiments import summary as sm
+from curvbook import summary as sm
 
 
 def test_state_bytes_ordering_and_values():

@@ -12,7 +12,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from curvlib import curvature, data, models, optim  # noqa: E402
-from curvlib.experiments import conditioning as C  # noqa: E402
+from curvbook import conditioning as C  # noqa: E402
 
 torch.set_num_threads(1)
 

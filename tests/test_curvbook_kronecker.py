@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from curvlib import data, memory, models, optim  # noqa: E402
-from curvlib.experiments import kronecker as K  # noqa: E402
+from curvbook import kronecker as K  # noqa: E402
 from curvlib.second_order import kfac_bytes, shampoo_bytes  # noqa: E402
 
 torch.set_num_threads(1)

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import compare, curvature, data, models, schedules
-from .._checks import check_choice, check_int, check_nonnegative, check_positive
-from ..train import train
+from curvlib import compare, curvature, data, models, schedules
+from curvlib._checks import check_choice, check_int, check_nonnegative, check_positive
+from curvlib.train import train
 
 __all__ = ["hessian_shift", "convex_shift", "torch_weight_decay_gradient", "decay_mechanism",
            "l2_vs_decoupled", "lr_sensitivity", "good_window", "warmup_large_batch",
@@ -484,7 +484,7 @@ def schedule_designer(base_lrs=(0.03, 0.3, 1.0), decays=("constant", "step", "co
     Every combination is trained when the factory runs (one vectorised batch per schedule),
     so moving a control only draws.
     """
-    from ..widgets import Explorer
+    from curvlib.widgets import Explorer
 
     split = data.digits()
     factory = lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)

@@ -1,9 +1,9 @@
-"""Tests for curvlib.experiments.claims: the formula checks, the links and the audit table."""
+"""Tests for curvbook.claims: the formula checks, the links and the audit table."""
 import json
 
 import pytest
 
-from curvlib.experiments import claims
+from curvbook import claims
 
 
 def test_adam_lecture_form_is_uncorrected_adam():

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import compare, curvature, data, models, schedules
-from .._checks import check_choice, check_int, check_nonnegative, check_positive
-from ..train import train
+from curvlib import compare, curvature, data, models, schedules
+from curvlib._checks import check_choice, check_int, check_nonnegative, check_positive
+from curvlib.train import train
 
 __all__ = ["Recipe", "recommend", "Diagnosis", "diagnose", "first_spike", "monitored_run",
            "conditioning_demo", "plot_monitored", "plot_weight_decay",
@@ -489,7 +489,7 @@ def run_doctor(lrs=(1e-3, 1e-2, 1e-1, 1.0), optimizers=("SGD+momentum", "Adam"),
     """
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    from ..widgets import Explorer
+    from curvlib.widgets import Explorer
 
     split = data.digits()
     make = lambda s: models.mlp(list(sizes), activation="relu", seed=s)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from curvlib.experiments import quasi_newton_adam as q
+from curvbook import quasi_newton_adam as q
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ import math
 
 import numpy as np
 
-from .. import minimize
-from .._checks import check_int, check_positive, check_real
-from ..landscapes import Quadratic, Rosenbrock
+from curvlib import minimize
+from curvlib._checks import check_int, check_positive, check_real
+from curvlib.landscapes import Quadratic, Rosenbrock
 
 __all__ = ["quadratic", "gd_quadratic_path", "gd_path", "steps_to", "quadratic_race",
            "iteration_table", "rosenbrock_race", "LogisticRegression", "breast_cancer_problem",
@@ -90,7 +90,7 @@ class LogisticRegression:
 def breast_cancer_problem(l2=1e-2):
     """:class:`LogisticRegression` on the training split of :func:`curvlib.data.breast_cancer`
     (standardised features plus a column of ones for the bias; 426 x 31)."""
-    from .. import data
+    from curvlib import data
     X, y, _, _ = data.breast_cancer(as_torch=False, dtype="float64")
     return LogisticRegression(np.hstack([X, np.ones((len(X), 1))]), y, l2=l2)
 
@@ -280,7 +280,7 @@ def digits_table(path, x_star, *, floor=1e-15):
 def plot_race(race, axes=None, *, x_star=None, log_x=False):
     """Paths on the contours (left) and :math:`\\|x_t - x^\\star\\|` against the step (right)
     for the result of :func:`quadratic_race` or :func:`rosenbrock_race`."""
-    from .. import plots
+    from curvlib import plots
     if axes is None:
         import matplotlib.pyplot as plt
         _, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
@@ -312,8 +312,8 @@ def newton_explorer(tol=1e-6, maxiter=20_000):
     """
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    from .. import plots
-    from ..widgets import Explorer
+    from curvlib import plots
+    from curvlib.widgets import Explorer
 
     tol = check_positive("tol", tol)
     frames = {}

@@ -40,8 +40,8 @@ import math
 
 import numpy as np
 
-from .. import rules
-from .._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
+from curvlib import rules
+from curvlib._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
 
 __all__ = ["lecture_momentum", "torch_sgd_path", "torch_equivalence", "characteristic_roots",
            "spectral_radius", "stability_limit", "optimal_parameters", "measured_rate",
@@ -509,9 +509,9 @@ def digits_speedup(*, steps=120, batch_size=64, hidden=64, seeds=(0, 1, 2, 3, 4)
     """
     import torch
 
-    from .. import compare, models
-    from .. import data as cdata
-    from ..optim import SGD
+    from curvlib import compare, models
+    from curvlib import data as cdata
+    from curvlib.optim import SGD
 
     steps = check_int("steps", steps, minimum=2 * window)
     momentum = check_unit_interval("momentum", momentum)
@@ -565,7 +565,7 @@ def _first_below(curves, target):
 def plot_rate_heatmap(grid, ax=None, *, which="measured"):
     r"""Heat map of the rate over (lr, momentum), with the theory's stable boundary
     :math:`\eta L = 2 + 2\beta` (heavy ball) or its Nesterov analogue and the optimum marked."""
-    from .. import plots
+    from curvlib import plots
     check_choice("which", which, {"measured", "theory"})
     V = np.where(grid[which] < 1, grid[which], np.nan)
     ax = plots.heatmap(V, grid["lrs"], grid["momenta"], ax=ax, log_x=True, vmin=None, vmax=1,
@@ -586,7 +586,7 @@ def plot_rate_heatmap(grid, ax=None, *, which="measured"):
 
 def plot_sublinear_race(race, ax=None):
     """Log-log plot of :func:`sublinear_race` with the two textbook bounds as dashed lines."""
-    from .. import plots
+    from curvlib import plots
     curves = {f"{name} (slope {race['slopes'][name]:.2f})": g for name, g in race["gap"].items()}
     ax = plots.convergence(curves, x=race["t"], ax=ax, log_x=True, log_y=True,
                            xlabel="step t", ylabel=r"$f(\theta_t) - f^\star$")
@@ -614,9 +614,9 @@ def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
     needs to bring the error below ``tol`` of its start, or "diverged at step k". Every
     frame is computed in the factory (one batched run per method), so a move only draws.
     """
-    from .. import plots
-    from ..landscapes import Quadratic
-    from ..widgets import Explorer, divergence_step
+    from curvlib import plots
+    from curvlib.landscapes import Quadratic
+    from curvlib.widgets import Explorer, divergence_step
 
     f = Quadratic(condition_number=kappa, angle=angle, smallest_eigenvalue=1.0 / kappa)
     steps = check_int("steps", steps, minimum=2)

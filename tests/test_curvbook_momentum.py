@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from curvlib.experiments import momentum as mo  # noqa: E402
+from curvbook import momentum as mo  # noqa: E402
 from curvlib.landscapes import Quadratic, Rosenbrock  # noqa: E402
 
 

@@ -1,9 +1,9 @@
-"""Tests for curvlib.experiments.evidence (chapter 8): small problems, seeded."""
+"""Tests for curvbook.evidence (chapter 8): small problems, seeded."""
 import numpy as np
 import pytest
 import torch
 
-from curvlib.experiments import evidence as ev
+from curvbook import evidence as ev
 
 
 def test_smooth_and_steps_to_target():

@@ -22,7 +22,7 @@ Two kinds of evidence feed the table:
   - :func:`memory_arithmetic`: bytes and flops from :mod:`curvlib.memory`;
 
 * **the chapters' measured numbers**, read back with
-  :func:`curvlib.experiments.load_results` (a missing file raises ``FileNotFoundError``, a
+  :func:`curvbook.load_results` (a missing file raises ``FileNotFoundError``, a
   missing key ``KeyError``: the audit fails loudly rather than show a stale number).
 
 :func:`audit` joins both into one row per claim; :func:`audit_table` renders the rows.
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import check_int, check_positive, check_unit_interval
+from curvlib._checks import check_int, check_positive, check_unit_interval
 from . import load_results
 
 __all__ = ["adam_forms", "momentum_forms", "weight_decay_hessian", "bfgs_inverse_update",
@@ -228,7 +228,7 @@ def _newton_step(X, y, w, l2):
 @lru_cache(maxsize=4)
 def _logistic_problem(l2=1e-2):
     """L2-regularised logistic regression on breast cancer (float64), its data and minimiser."""
-    from ..data import breast_cancer
+    from curvlib.data import breast_cancer
     X, y, _, _ = breast_cancer(dtype="float64")
     X = torch.cat([X, torch.ones(len(X), 1, dtype=torch.float64)], 1)
     y = y.to(torch.float64)
@@ -308,7 +308,7 @@ def gradient_norm_growth(lr=0.25, lam_max=10.0, lam_min=0.1, steps=20):
 
 def memory_arithmetic():
     """Bytes and flops for ResNet-50 and GPT-3 from :mod:`curvlib.memory` (see its citations)."""
-    from .. import memory
+    from curvlib import memory
     n_res = memory.MODELS["ResNet-50"].n_params
     n_gpt = memory.MODELS["GPT-3 175B"].n_params
     machine = memory.HARDWARE["El Capitan (TOP500 #1)"]
@@ -556,7 +556,7 @@ def audit(results=None, checks=None, directory=None):
     """One dict per claim: ``number, section, claim, verdict, evidence, sources, link``.
 
     ``results`` maps chapter numbers ``"01"``..``"08"`` to their stored results (default: read
-    with :func:`curvlib.experiments.load_results`); ``checks`` holds the outputs of the check
+    with :func:`curvbook.load_results`); ``checks`` holds the outputs of the check
     functions (default: computed now). A missing results file or key raises.
     """
     if results is None:
@@ -585,7 +585,7 @@ def verdict_counts(rows):
 
 def audit_table(rows):
     """The audit as a Markdown table: #, §, claim, verdict, evidence, source, where."""
-    from ..plots import markdown_table
+    from curvlib.plots import markdown_table
     cite = lambda r: "{cite:t}`" + ",".join(r["sources"]) + "`"  # noqa: E731
     return markdown_table(rows, {"#": "number", "§": "section", "Claim": "claim",
                                  "Verdict": lambda r: f"**{r['verdict']}**",

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from . import load_results
-from .._checks import check_int, check_positive
+from curvlib._checks import check_int, check_positive
 
 __all__ = ["LECTURE_TABLE", "METHODS", "DIGITS_MLP_PARAMS", "state_bytes", "quadratic_iterations",
            "contraction_factor", "read_measured", "comparison_table"]
@@ -53,7 +53,7 @@ DIGITS_MLP_PARAMS = 64 * 32 + 32 + 32 * 10 + 10
 
 def state_bytes(method, n_params=DIGITS_MLP_PARAMS, dtype="float32"):
     """Bytes ``method`` (a key of :data:`METHODS`) keeps for ``n_params`` parameters."""
-    from ..memory import optimizer_state_bytes
+    from curvlib.memory import optimizer_state_bytes
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     n_params = check_int("n_params", n_params, minimum=1)
@@ -89,8 +89,8 @@ def quadratic_iterations(kappa=100.0, angle=math.pi / 6, gtol=1e-6, maxiter=5000
     Adam ``lr=0.1``; L-BFGS and Newton need no rate. Returns ``{method: {"iterations",
     "converged", "rho"}}``.
     """
-    from ..landscapes import Quadratic
-    from ..minimizer import minimize
+    from curvlib.landscapes import Quadratic
+    from curvlib.minimizer import minimize
     kappa = check_positive("kappa", kappa)
     q = Quadratic(condition_number=kappa, angle=angle)
     sq = math.sqrt(kappa)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from curvlib.experiments import diagnose as D
+from curvbook import diagnose as D
 
 
 # ----------------------------------------------------------------------------- the recipe

@@ -36,8 +36,8 @@ import math
 
 import numpy as np
 
-from .. import rules
-from .._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
+from curvlib import rules
+from curvlib._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
 from .hessian_cost import plain_log_ticks, single_thread, single_threaded
 
 __all__ = ["LogisticProblem", "bfgs_inverse_update", "explicit_inverse_hessian", "two_loop_check",
@@ -68,7 +68,7 @@ class LogisticProblem:
 
     @single_threaded
     def __init__(self, l2=1e-3, seed=0):
-        from .. import data
+        from curvlib import data
         self.l2 = check_positive("l2", l2)
         split = data.breast_cancer(as_torch=False, dtype="float64", seed=seed)
         self.X = np.hstack([split.X_train, np.ones((len(split.X_train), 1))])
@@ -113,7 +113,7 @@ class LogisticProblem:
 
     def minimize(self, method, **kw):
         """:func:`curvlib.minimize` on this problem from :math:`w = 0`."""
-        from .. import minimize
+        from curvlib import minimize
         return minimize(self.value_and_grad, self.x0, jac=True, hess=self.hess, method=method, **kw)
 
 
@@ -165,7 +165,7 @@ def two_loop_check(problem=None, history_size=5, maxiter=40):
     times :math:`-\nabla f_k`. Returns the largest relative difference, the number of
     iterations compared and the bytes of the explicit matrix against those of the pairs.
     """
-    from ..quasi_newton import two_loop_direction
+    from curvlib.quasi_newton import two_loop_direction
     problem = LogisticProblem() if problem is None else problem
     m = check_int("history_size", history_size, minimum=1)
     res = problem.minimize("lbfgs", history_size=m, maxiter=check_int("maxiter", maxiter, minimum=2),
@@ -281,7 +281,7 @@ def plot_race(race, problem, axes=None):
     """Left: the gap :math:`f - f^\\star` against the iteration (log-log). Right: the error
     ratio :math:`e_{k+1}/e_k` against the error :math:`e_k` (read from right to left)."""
     import matplotlib.pyplot as plt
-    from .. import plots
+    from curvlib import plots
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 4))
     curves = {k: np.maximum(r.gap, 1e-17) for k, r in race.items()}
@@ -323,7 +323,7 @@ def stochastic_lbfgs(problem, batch_size, *, lr=1.0, epochs=10, history_size=10,
     ``diverged_at`` (the step at which the full loss exceeded 100 or turned non-finite, else
     ``None``).
     """
-    from ..quasi_newton import two_loop_direction, update_memory
+    from curvlib.quasi_newton import two_loop_direction, update_memory
     N = problem.n_samples
     bs = check_int("batch_size", batch_size, minimum=1)
     if bs > N:
@@ -596,7 +596,7 @@ def plot_preconditioning(result, ax=None):
 # The lecture's comparison table, measured
 # --------------------------------------------------------------------------------------
 def _digits_model(hidden=32):
-    from .. import models
+    from curvlib import models
     return models.mlp([64, hidden, 10], seed=0)
 
 
@@ -611,7 +611,7 @@ def state_bytes_rows(hidden=32, history_size=10):
     :func:`curvlib.memory.hessian_bytes` (what one step must hold) as its "measured" figure.
     """
     import torch
-    from .. import data, memory, optim, quasi_newton
+    from curvlib import data, memory, optim, quasi_newton
     LBFGS = getattr(optim, "LBFGS", quasi_newton.LBFGS)
     split = data.digits()
     X, y = split.X_train[:256], split.y_train[:256]
@@ -681,7 +681,7 @@ def comparison_rows(race, state_rows, problem=None, windows=((1.0, 1e-2), (1e-2,
 
 def comparison_markdown(rows):
     """The comparison table as Markdown."""
-    from ..memory import format_bytes
+    from curvlib.memory import format_bytes
     n = rows[0]["n_params"]
     lines = [f"| method | lecture: memory | measured state, MLP with {n:,} parameters | lecture: convergence "
              "| iterations to tolerance (logistic regression) | median $e_{k+1}/e_k$ per error window | lecture: use |",
@@ -705,9 +705,9 @@ def adam_explorer(kappa=20.0, angle=math.pi / 6, steps=300):
     :func:`curvlib.rules.adam` as :class:`curvlib.optim.Adam`); the contour grid is evaluated
     once, so an update only draws.
     """
-    from .. import minimize, plots
-    from ..landscapes import Quadratic
-    from ..widgets import Explorer
+    from curvlib import minimize, plots
+    from curvlib.landscapes import Quadratic
+    from curvlib.widgets import Explorer
     f = Quadratic(check_positive("kappa", kappa), check_real("angle", angle))
     steps = check_int("steps", steps, minimum=1)
     grid = f.grid(121)
@@ -750,8 +750,8 @@ def lbfgs_history_explorer(sizes=(1, 2, 3, 5, 10, 20, 50), l2s=(1e-2, 1e-3, 1e-4
     Every run is done in the factory (21 L-BFGS runs, one Newton run per problem and a capped
     GD run per problem for reference).
     """
-    from .. import plots
-    from ..widgets import Explorer
+    from curvlib import plots
+    from curvlib.widgets import Explorer
     problems = {l2: LogisticProblem(l2) for l2 in l2s}
     kappas = {l2: p.condition_number() for l2, p in problems.items()}
     runs, refs = {}, {}
