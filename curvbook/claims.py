@@ -52,7 +52,13 @@ CHAPTERS = {1: "01_fundamental_question", 2: "02_computational_reality", 3: "03_
             7: "07_key_insight", 8: "08_empirical_evidence", 9: "09_bottom_line",
             10: "10_conclusion"}
 
-_CHAPTER_DIR = Path(__file__).resolve().parents[2] / "chapters"
+
+
+def _chapter_dir():
+    """The folder holding the chapter notebooks: the working directory when a notebook runs
+    there (as they do), else ``chapters/`` below it (the repository root, for the tests)."""
+    cwd = Path.cwd()
+    return cwd if any(cwd.glob("01_*.ipynb")) else cwd / "chapters"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +341,7 @@ def memory_arithmetic():
 
 def chapter_labels(chapter, directory=None):
     """The ``(label)=`` targets in chapter ``chapter``'s notebook (a set; empty if none)."""
-    directory = Path(directory) if directory is not None else _CHAPTER_DIR
+    directory = Path(directory) if directory is not None else _chapter_dir()
     path = directory / f"{CHAPTERS[chapter]}.ipynb"
     if not path.exists():
         return set()
