@@ -15,17 +15,26 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["save_results", "load_results", "results_dir"]
+__all__ = ["save_results", "load_results", "results_dir", "chapter_dir"]
+
+def chapter_dir():
+    """The folder holding the chapter notebooks: the working directory when a notebook runs
+    there (as they do, also when a chapter is copied alone into an empty folder), else
+    ``chapters/`` below it (the repository root, where the tests run)."""
+    cwd = Path.cwd()
+    if any(cwd.glob("[0-9][0-9]_*.ipynb")) or not (cwd / "chapters").is_dir():
+        return cwd
+    return cwd / "chapters"
+
 
 def results_dir():
     """Where chapters store the numbers other pages (the claims audit, chapter 10) read back.
 
-    ``$CURVBOOK_RESULTS`` if set, else ``results/`` in the current working directory: notebooks
-    run in ``chapters/``, so that is ``chapters/results``. Never derived from where the package is
-    installed (site-packages is not a place to write to).
+    ``$CURVBOOK_RESULTS`` if set, else ``results/`` beside the chapter notebooks
+    (:func:`chapter_dir`). Never derived from where the package is installed.
     """
     env = os.environ.get("CURVBOOK_RESULTS")
-    return Path(env) if env else Path.cwd() / "results"
+    return Path(env) if env else chapter_dir() / "results"
 
 
 def _plain(value):

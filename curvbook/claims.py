@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from curvlib._checks import check_int, check_positive, check_unit_interval
-from . import load_results
+from . import chapter_dir, load_results
 
 __all__ = ["adam_forms", "momentum_forms", "weight_decay_hessian", "bfgs_inverse_update",
            "lbfgs_rates", "gradient_norm_growth", "memory_arithmetic", "section_link",
@@ -51,14 +51,6 @@ CHAPTERS = {1: "01_fundamental_question", 2: "02_computational_reality", 3: "03_
             4: "04_momentum", 5: "05_regularization", 6: "06_modern_innovations",
             7: "07_key_insight", 8: "08_empirical_evidence", 9: "09_bottom_line",
             10: "10_conclusion"}
-
-
-
-def _chapter_dir():
-    """The folder holding the chapter notebooks: the working directory when a notebook runs
-    there (as they do), else ``chapters/`` below it (the repository root, for the tests)."""
-    cwd = Path.cwd()
-    return cwd if any(cwd.glob("01_*.ipynb")) else cwd / "chapters"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +333,7 @@ def memory_arithmetic():
 
 def chapter_labels(chapter, directory=None):
     """The ``(label)=`` targets in chapter ``chapter``'s notebook (a set; empty if none)."""
-    directory = Path(directory) if directory is not None else _chapter_dir()
+    directory = Path(directory) if directory is not None else chapter_dir()
     path = directory / f"{CHAPTERS[chapter]}.ipynb"
     if not path.exists():
         return set()
