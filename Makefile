@@ -13,7 +13,8 @@ export PYTHONHASHSEED ?= 0
 PINNED := $(BIN)/python tools/numerics.py --
 # No MPLBACKEND here: a kernel that inherits Agg would not show figures inline.
 
-.PHONY: venv assets book test test-lib test-notebooks test-site notebooks screenshots bench clean
+.PHONY: venv assets book test test-lib test-notebooks test-robustness test-site notebooks screenshots \
+        bench clean
 
 venv: $(STAMP)
 
@@ -37,7 +38,7 @@ $(ASSETS): package.json package-lock.json
 book: $(STAMP) $(ASSETS)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: test-lib test-notebooks test-site
+test: test-lib test-notebooks test-robustness test-site
 
 test-lib: $(STAMP)
 	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
@@ -46,6 +47,12 @@ test-lib: $(STAMP)
 test-notebooks: $(STAMP)
 	$(PINNED) $(BIN)/python -m pytest --nbval --nbval-current-env chapters -q \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# The conclusions survive a different rounding regime: every notebook re-executed into a temporary
+# folder (never in place) and compared with the committed run (tools/robustness.py). Two notebooks
+# at a time, one thread each.
+test-robustness: $(STAMP)
+	$(PINNED) $(BIN)/python tools/robustness.py --jobs 2
 
 test-site: book
 	$(BIN)/python -m pytest tests/test_site.py -q
