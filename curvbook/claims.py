@@ -4,7 +4,7 @@ Every checkable claim of the lecture is one record in ``curvbook/claims.toml`` (
 the package): its quote, the lecture's section, the chapter section that tests it (a
 ``(chXX-...)=`` label), what is measured (keys into the results a chapter saves with
 :func:`curvbook.save_results`, or a formula check of this module), and the **rule** that turns
-the measurements into a verdict on a small scale (:data:`VERDICTS`, defined in the data file):
+the measurements into a verdict on a small scale (``VERDICTS``, defined in the data file):
 
 * ``arithmetic`` -- a formula or an exact figure: ``correct`` if the computed value equals the
   claimed one (to a stated tolerance), else ``wrong``;
@@ -79,7 +79,7 @@ def adam_forms(steps=200, n=10, seed=0):
     Kingma & Ba (ICLR 2015, Alg. 1) divide by the bias corrections:
     :math:`\hat m_t = m_t/(1-\beta_1^t)`, :math:`\hat v_t = v_t/(1-\beta_2^t)`.
 
-    Returns ``torch_vs_kingma`` (max |difference| of the iterates), ``first_step_ratio``
+    Returns ``torch_vs_kingma`` (the largest absolute difference of the iterates), ``first_step_ratio``
     (‖lecture step‖/‖Adam step‖ at t = 1, in theory :math:`0.1/\sqrt{0.001} = 3.16`),
     ``max_step_ratio`` and the step ``argmax_step`` where it peaks.
     """
@@ -122,7 +122,7 @@ def momentum_forms(steps=100, n=10, lr=0.01, momentum=0.9, seed=0):
     :math:`t` steps these are the lecture's *look-ahead* points, :math:`p_t = \theta_t - \gamma v_t`
     (with :math:`v = \eta b`), where the lecture evaluates its next gradient.
 
-    Returns max |difference| for the classical pair (``classical_gap``), for torch's Nesterov
+    Returns the largest absolute difference for the classical pair (``classical_gap``), for torch's Nesterov
     parameters vs the lecture's look-ahead points (``nesterov_lookahead_gap``) and vs the
     lecture's :math:`\theta` itself (``nesterov_theta_gap``, not small: a different sequence).
     """
@@ -164,7 +164,7 @@ def weight_decay_hessian(coefficient=0.0005, n=5):
     gradient: the gradient of :math:`\tfrac c2\|\theta\|^2`, whose Hessian is :math:`c\,I`.
 
     Returns ``hessian_diagonal`` (the common diagonal entry), ``hessian_off_diagonal`` (max
-    |entry| off the diagonal) and ``torch_equivalent_penalty`` (the :math:`k` with torch's
+    absolute entry off the diagonal) and ``torch_equivalent_penalty`` (the :math:`k` with torch's
     weight-decay step equal to an SGD step on :math:`k\|\theta\|^2`).
     """
     c = check_positive("coefficient", coefficient)
@@ -290,7 +290,7 @@ def load_claims():
         kind = rec["rule"].get("kind")
         if kind not in RULES:
             raise ValueError(f"claim {rec['id']}: rule kind must be one of {sorted(RULES)}, got {kind!r}")
-        if not rec["label"].startswith(rec["chapter"][:2].join(("ch", "-"))):
+        if not rec["label"].startswith(f"ch{rec['chapter'][:2]}-"):
             raise ValueError(f"claim {rec['id']}: label {rec['label']!r} is not in chapter {rec['chapter']}")
         if not rec["cite"]:
             raise ValueError(f"claim {rec['id']}: cite must name at least one source")

@@ -34,12 +34,22 @@ def test_numbers_and_words():
     ("97.2 ± 0.5", "97.1 ± 0.5", "ch05_acc", False),  # a plain number: reported
     ("97.2 ± 0.5", "97.1", "ch05_acc", True),         # the form of the quote changed
     ("0.37", "0.34", "ch8_w_rms", False),
+    ("97.7 ± 0.4 % (lr 0.1)", "97.5 ± 0.4 % (lr 0.1)", "ch05_sched", False),  # same words
+    ("97.7 ± 0.4 % (lr 0.1)", "97.7 ± 0.4 % (lr 0.3)", "ch05_sched", True),   # a chosen lr
+    ("lr = 0.01, λ = 0.0001", "lr = 0.01, λ = 0.001", "ch05_setting", True),
 ])
 def test_compare_value(old, new, name, fails):
     d = rb.compare_value("nb", "glue", name, old, new, decision=rb.is_decision(name))
     assert d.fails is fails
     if not fails:
         assert "changed by" in d.note and "no tolerance declared" in d.note
+
+
+def test_decision_numbers():
+    assert rb.decision_numbers("# ± # % (lr #)") == [2]
+    assert rb.decision_numbers("peak lr #: # → #") == [0]
+    assert rb.decision_numbers("lr = #, λ = #") == [0, 1]
+    assert rb.decision_numbers("spread #% over the last # steps") == []
 
 
 def test_compare_value_equal_is_no_difference():
@@ -60,9 +70,15 @@ def test_quotes_with_declared_tolerances():
            "lr": {"value": 1.0, "text": "1", "tol": None},
            "curve": {"value": [1.0, 2.5], "text": "1, 2.5", "tol": 0.1}}
     got = {d.name: d for d in rb.compare_quotes("nb", old, new)}
-    assert not got["acc"].fails and "within declared tolerance 0.01" in got["acc"].note
+    assert not got["acc"].fails and "within the declared tol 0.01" in got["acc"].note
     assert got["lr"].fails and "no tolerance declared" in got["lr"].note
-    assert got["curve"].fails and "moved 0.5" in got["curve"].note
+    assert got["curve"].fails and "2 moved to 2.5, beyond the declared tol 0.1" in got["curve"].note
+    rel = rb.compare_quotes("nb", {"w": {"value": 0.37, "text": "0.37", "rtol": 0.05}},
+                            {"w": {"value": 0.34, "text": "0.34", "rtol": 0.05}})
+    assert rel[0].fails and "beyond the declared rtol 0.05" in rel[0].note
+    rel = rb.compare_quotes("nb", {"w": {"value": 0.37, "text": "0.37", "rtol": 0.1}},
+                            {"w": {"value": 0.34, "text": "0.34", "rtol": 0.1}})
+    assert not rel[0].fails
     missing = rb.compare_quotes("nb", {"a": {"value": 1, "text": "1", "tol": None}}, {})
     assert missing[0].fails
     assert rb.compare_quotes("nb", old, old) == []
@@ -155,8 +171,8 @@ def test_compare_reads_quotes_files_and_notebooks(tmp_path):
     for d, lr, q in ((old, "0.3", 0.96), (new, "1", 0.955)):
         (d / "results").mkdir(parents=True)
         nbformat.write(_notebook(lr=lr), d / "06_x.ipynb")
-        (d / "results" / "06_x.quotes.json").write_text(json.dumps(
-            {"ch06_acc_shampoo": {"value": q, "text": f"{q:.3f}", "tol": 0.01}}))
+        (d / "results" / "06_x.quotes.json").write_text(json.dumps(  # curvbook.quotes' format
+            {"chapter": "06_x", "quotes": {"ch06_acc_shampoo": {"value": q, "text": f"{q:.3f}", "tol": 0.01}}}))
     diffs = rb.compare(old, new, ["06_x"], verdicts=False)
     got = _by_name(diffs)
     assert got["glue", "ch06_lr_shampoo"].fails

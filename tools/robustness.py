@@ -10,10 +10,11 @@ committed run:
 * **quotes** (``chapters/results/<stem>.quotes.json``, written by ``curvbook.quotes.Quotes``):
   a number with a tolerance ``tol`` (declared by its experiment, from its own seed spread) must
   move by at most ``tol``; one without (``tol`` = None) must print the same text;
-* **glue** values of notebooks not yet converted to quotes (myst-nb ``glue`` outputs): a value
-  that is a sentence, a name or a choice (anything with words), and any value whose name marks
-  a decision (a tuned ``lr``, a ``best`` setting, a ``rank``, an ``edge``, a count ``n_...``, a
-  number of ``fail``-ures) must match exactly; a plain number has no declared tolerance, so its
+* **glue** values of notebooks not yet converted to quotes (myst-nb ``glue`` outputs): the words
+  of a value (a verdict, a chosen sentence, a name) must match exactly, and so must a value
+  whose name marks a decision (a tuned ``lr``, a ``best`` setting, a ``rank``, an ``edge``, a
+  count ``n_...``, a number of ``fail``-ures or ``diverg``-ences) and a number that follows a
+  decision word in the text ("lr 0.1"); any other number has no declared tolerance, so its
   relative change is reported, not judged;
 * **outputs** of code cells (Markdown tables, printed text; not images, not cells tagged
   ``nbval-ignore-output``): the words and their order must match (so a ranking, a chosen
@@ -224,26 +225,40 @@ def _fmt_change(change):
     return "changed (numbers not paired)" if change is None else f"changed by {100 * change:.3g}%"
 
 
+def decision_numbers(skeleton):
+    """Indices of the numbers (``#``) in ``skeleton`` right after a decision word (``lr #``,
+    ``λ = #``)."""
+    out = []
+    for k, m in enumerate(re.finditer("#", skeleton)):
+        word = re.search(r"([^\W\d_]+)[\s=:]*$", skeleton[:m.start()])
+        if word and (is_decision(word.group(1)) or word.group(1) in ("λ", "η")):
+            out.append(k)
+    return out
+
+
 def compare_value(notebook, kind, name, old, new, decision=False):
     """A :class:`Difference` for one undeclared value (glue, result, table cell), or None.
 
-    Sentences and decisions must match exactly; for plain numbers the relative change is
-    reported (no tolerance was declared, so it cannot be judged).
+    A decision (by its name), a change of words (a verdict, a chosen sentence, a name) or of a
+    number that follows a decision word ("lr 0.1") must not happen; for other numbers the
+    relative change is reported (no tolerance was declared, so it cannot be judged).
     """
     if old == new:
         return None
-    if decision or is_sentence(old) or is_sentence(new):
-        why = "decision value" if decision else "words differ"
-        return Difference(notebook, kind, name, old, new, True, why)
+    if decision:
+        return Difference(notebook, kind, name, old, new, True, "decision value")
     (s_old, n_old), (s_new, n_new) = split_numbers(old), split_numbers(new)
     if s_old != s_new:
-        return Difference(notebook, kind, name, old, new, True, "form differs")
+        why = "words differ" if is_sentence(old) or is_sentence(new) else "form differs"
+        return Difference(notebook, kind, name, old, new, True, why)
+    if any(n_old[i] != n_new[i] for i in decision_numbers(s_old)):
+        return Difference(notebook, kind, name, old, new, True, "decision value in the text")
     return Difference(notebook, kind, name, old, new, False,
                       _fmt_change(relative_change(n_old, n_new)) + ", no tolerance declared")
 
 
 def compare_quotes(notebook, old, new):
-    """Quotes (``curvbook.quotes`` files): within ``tol`` if declared, else the same text."""
+    """Quotes (``curvbook.quotes`` files): within ``tol``/``rtol`` if declared, else the same text."""
     out = []
     for name in sorted(set(old) | set(new)):
         if name not in old or name not in new:
@@ -251,23 +266,27 @@ def compare_quotes(notebook, old, new):
                                   True, "quote missing in one run"))
             continue
         a, b = old[name], new[name]
-        tol = a.get("tol")
-        if tol is None:
+        tol, rtol = a.get("tol"), a.get("rtol")
+        if tol is None and rtol is None:
             if a.get("text") != b.get("text"):
                 out.append(Difference(notebook, "quote", name, a.get("text"), b.get("text"), True,
                                       "no tolerance declared: must print the same"))
             continue
-        va, vb = a.get("value"), b.get("value")
-        diff = _max_abs_diff(va, vb)
-        if diff is None:
+        declared = " and ".join(f"{k} {v:g}" for k, v in (("tol", tol), ("rtol", rtol)) if v is not None)
+        pairs = _number_pairs(a.get("value"), b.get("value"))
+        if pairs is None:
             out.append(Difference(notebook, "quote", name, a.get("text"), b.get("text"), True,
                                   "values not comparable"))
-        elif diff > tol:
+            continue
+        moved = max((abs(y - x) for x, y in pairs), default=0.0)
+        outside = [(x, y) for x, y in pairs if abs(y - x) > max(tol or 0.0, (rtol or 0.0) * abs(x))]
+        if outside:
+            x, y = outside[0]
             out.append(Difference(notebook, "quote", name, a.get("text"), b.get("text"), True,
-                                  f"moved {diff:.3g}, declared tolerance {tol:g}"))
+                                  f"{x:g} moved to {y:g}, beyond the declared {declared}"))
         elif a.get("text") != b.get("text"):
             out.append(Difference(notebook, "quote", name, a.get("text"), b.get("text"), False,
-                                  f"within declared tolerance {tol:g} (moved {diff:.3g})"))
+                                  f"within the declared {declared} (moved {moved:.3g})"))
     return out
 
 
@@ -275,22 +294,27 @@ def _text(entry):
     return "-" if entry is None else str(entry.get("text", entry.get("value")))
 
 
-def _max_abs_diff(a, b):
-    """max |a - b| over numbers or equal-shaped (nested) lists of numbers; None if not numbers."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        if len(a) != len(b):
-            return None
-        parts = [_max_abs_diff(x, y) for x, y in zip(a, b)]
-        return None if any(p is None for p in parts) else max(parts, default=0.0)
+def _number_pairs(a, b):
+    """Paired numbers of two equal-shaped (nested) values; None if they are not such numbers."""
     if isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
             return None
-        return _max_abs_diff([a[k] for k in sorted(a)], [b[k] for k in sorted(b)])
-    if isinstance(a, bool) or isinstance(b, bool):
-        return 0.0 if a == b else None
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return abs(float(a) - float(b))
-    return 0.0 if a == b else None
+        a, b = [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return None
+        out = []
+        for x, y in zip(a, b):
+            pairs = _number_pairs(x, y)
+            if pairs is None:
+                return None
+            out += pairs
+        return out
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        return [(float(a), float(b))]
+    return [] if a == b else None  # equal non-numbers ("nan", a label) pair with nothing
 
 
 def glue_values(nb):
