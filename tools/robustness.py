@@ -8,8 +8,9 @@ code, OpenBLAS's SSE3 and MKL's SSE2 paths, one thread -- and compares the resul
 committed run:
 
 * **quotes** (``chapters/results/<stem>.quotes.json``, written by ``curvbook.quotes.Quotes``):
-  a number with a tolerance ``tol`` (declared by its experiment, from its own seed spread) must
-  move by at most ``tol``; one without (``tol`` = None) must print the same text;
+  a number with a tolerance ``tol`` (absolute) or ``rtol`` (relative), declared by its
+  experiment from its own seed spread, must move by at most that; one without must print the
+  same text;
 * **glue** values of notebooks not yet converted to quotes (myst-nb ``glue`` outputs): the words
   of a value (a verdict, a chosen sentence, a name) must match exactly, and so must a value
   whose name marks a decision (a tuned ``lr``, a ``best`` setting, a ``rank``, an ``edge``, a
@@ -28,7 +29,11 @@ committed run:
 It prints one table of every difference and exits with status 1 if anything that must match
 does not. ``--compare-only DIR`` compares a folder from an earlier ``--keep`` run again.
 
-Usage: ``python tools/robustness.py [--jobs N] [--keep DIR | --compare-only DIR] [notebook ...]``
+``--regime native`` runs with nothing pinned (this CPU's own kernels) instead, to see what an
+unpinned machine would conclude.
+
+Usage: ``python tools/robustness.py [--jobs N] [--regime R] [--keep DIR | --compare-only DIR]
+[notebook ...]``
 """
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 #: notebooks that read what other notebooks saved: executed after all the others
 LAST = ("10_conclusion", "a1_claims_audit", "a3_performance")
-KERNEL = "curvbook-perturbed"
+KERNEL = "curvbook-robustness"
 
 
 # ---------------------------------------------------------------------------------------------

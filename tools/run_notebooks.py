@@ -48,20 +48,19 @@ def kernel_env():
     return env
 
 
-def execute(path, timeout, out=None, env=None, km=None, workdir=None):
-    """Run one notebook and write it to ``out`` (default: in place); returns its wall time in s.
+def execute(path, timeout, out=None, env=None, km=None):
+    """Run one notebook in its folder and write it to ``out`` (default: in place); returns its
+    wall time in seconds.
 
     ``env`` is the kernel's environment (default :func:`kernel_env`), ``km`` an optional
-    ``jupyter_client`` kernel manager (for a kernel spec other than the venv's ``python3``),
-    ``workdir`` the kernel's working directory (default: the notebook's folder).
+    ``jupyter_client`` kernel manager (for a kernel spec other than the venv's ``python3``).
     """
     nb = nbformat.read(path, as_version=4)
     ensure_colab_cell(nb)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    workdir = Path(workdir) if workdir is not None else path.parent
     client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}},
+                            resources={"metadata": {"path": str(path.parent)}},
                             record_timing=False, store_widget_state=True)
     start = time.perf_counter()
     client.execute(env=kernel_env() if env is None else env)
@@ -71,8 +70,8 @@ def execute(path, timeout, out=None, env=None, km=None, workdir=None):
     return seconds
 
 
-def record(times, runtimes=RUNTIMES):
-    data = json.loads(runtimes.read_text()) if runtimes.exists() else {}
+def record(times):
+    data = json.loads(RUNTIMES.read_text()) if RUNTIMES.exists() else {}
     data["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                        "omp_num_threads": kernel_env()["OMP_NUM_THREADS"]}
     chapters = data.setdefault("notebooks", {})
@@ -80,7 +79,7 @@ def record(times, runtimes=RUNTIMES):
     for name, seconds in times.items():
         chapters[name] = {"seconds": round(seconds, 1), "date": today}
     data["notebooks"] = dict(sorted(chapters.items()))
-    runtimes.write_text(json.dumps(data, indent=2) + "\n")
+    RUNTIMES.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def main(argv=None):
