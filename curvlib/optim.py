@@ -40,7 +40,7 @@ from . import _fast, rules
 from ._checks import check_nonnegative, check_real, check_unit_interval
 
 __all__ = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "RuleOptimizer",
-           "make_optimizer", "make_rule", "METHODS"]
+           "make_optimizer", "make_rule", "METHODS", "factory", "OptimizerFactory"]
 
 
 # --------------------------------------------------------------------------------------
@@ -569,3 +569,103 @@ from .quasi_newton import LBFGS, Newton  # noqa: E402
 from .second_order import KFAC, Shampoo  # noqa: E402
 
 __all__ += ["LBFGS", "Newton", "KFAC", "Shampoo"]
+
+
+# --------------------------------------------------------------------------------------
+# The one factory convention: factory(name, **hyper) -> (model, lr) -> optimizer
+# --------------------------------------------------------------------------------------
+_SECOND_ORDER_CLASSES = {"lbfgs": "LBFGS", "newton": "Newton", "kfac": "KFAC",
+                         "shampoo": "Shampoo"}
+_TORCH_SWITCHES = {"foreach", "capturable", "differentiable", "fused"}
+
+
+class OptimizerFactory:
+    """``make(model, lr=None) -> torch.optim.Optimizer`` for one method and its hyperparameters.
+
+    Built by :func:`factory`. ``model`` is a ``torch.nn.Module`` (every method; K-FAC needs
+    one) or, for every method but ``"kfac"``, an iterable of parameters or param groups.
+    ``lr`` overrides the learning rate given to :func:`factory` (``None`` keeps it, or the
+    method's default). Attributes: ``name``, ``hyper`` (a copy), ``needs_model`` (K-FAC)
+    and ``elementwise`` (the step treats every number on its own, so runs with different
+    param groups are independent: the first-order methods).
+    """
+
+    def __init__(self, name, cls, hyper):
+        self.name, self._cls, self._hyper = name, cls, dict(hyper)
+        self.needs_model = name == "kfac"
+        self.elementwise = issubclass(cls, RuleOptimizer)
+
+    @property
+    def hyper(self):
+        return dict(self._hyper)
+
+    def __call__(self, model, lr=None):
+        hyper = dict(self._hyper)
+        if lr is not None:
+            hyper["lr"] = lr
+        if self.needs_model:
+            if not isinstance(model, torch.nn.Module):
+                raise TypeError(f"model must be a torch.nn.Module for {self.name!r} (K-FAC "
+                                f"reads its layers), got {type(model).__name__}")
+            return self._cls(model, **hyper)
+        params = model.parameters() if isinstance(model, torch.nn.Module) else model
+        return self._cls(params, **hyper)
+
+    def __repr__(self):
+        args = "".join(f", {k}={v!r}" for k, v in self._hyper.items())
+        return f"factory({self.name!r}{args})"
+
+
+def _factory_class(key):
+    if key in _SECOND_ORDER_CLASSES:
+        return globals()[_SECOND_ORDER_CLASSES[key]], {}
+    cls, defaults, fixed = METHODS[key]
+    return cls, {**defaults, **fixed}
+
+
+def factory(name, **hyper):
+    """The optimizer factory of method ``name``: ``make = factory("adam", lr=1e-3)``, then
+    ``optimizer = make(model, lr)``.
+
+    ``name`` is one of ``"sgd"``, ``"gd"``, ``"momentum"``, ``"nesterov"``, ``"adagrad"``,
+    ``"rmsprop"``, ``"adam"``, ``"adamw"``, ``"lbfgs"``, ``"newton"``, ``"kfac"``,
+    ``"shampoo"``; ``hyper`` are the keyword arguments of its class (torch.optim's names).
+    Every factory has the same call, ``make(model, lr)``, so K-FAC (which needs the model)
+    and Adam (which needs only the parameters) sit in the same dict of contenders.
+
+    Unknown hyperparameters raise ``ValueError`` naming them; bad values raise here too
+    (the factory builds its optimizer once on a one-number stand-in to check them).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    key = name.lower()
+    choices = sorted(set(METHODS) | set(_SECOND_ORDER_CLASSES))
+    if key not in choices:
+        raise ValueError(f"name must be one of {choices}, got {name!r}")
+    cls, fixed = _factory_class(key)
+    known = set(inspect.signature(cls.__init__).parameters) - {"self", "params", "model"}
+    if cls is AdamW:
+        known.add("decoupled_weight_decay")
+    unknown = sorted(set(hyper) - known)
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown} for {key!r}; it takes "
+                         f"{sorted(known)}")
+    for option, value in fixed.items():
+        if option in hyper and hyper[option] != value:
+            raise ValueError(f"method {key!r} fixes {option}={value!r}, got "
+                             f"{option}={hyper[option]!r}")
+    hyper = {**fixed, **hyper}
+    if cls is AdamW:
+        hyper.pop("decoupled_weight_decay", None)
+    made = OptimizerFactory(key, cls, hyper)
+    _probe(made)
+    return made
+
+
+def _probe(made):
+    """Build ``made``'s optimizer on a one-number stand-in, so bad values fail at once."""
+    if made.needs_model:
+        probe = made(torch.nn.Linear(1, 1))
+        probe.remove_hooks()
+    else:
+        made([torch.zeros(1, requires_grad=True)])

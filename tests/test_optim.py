@@ -656,3 +656,69 @@ def test_adam_without_bias_correction_is_the_lecture_formula(foreach):
     torch.testing.assert_close(w.detach(), x, rtol=1e-12, atol=1e-15)
     # its steps are (1 - 0.9) / sqrt(1 - 0.999) = 3.16 times lr at first: not Adam's
     assert (x.abs() > 30 * 0.001 * 1.5).all()
+
+
+# --------------------------------------------------------------------------------------
+# factory: one convention, (model, lr) -> optimizer, for every method including K-FAC
+# --------------------------------------------------------------------------------------
+FACTORY_CASES = [("sgd", co.SGD), ("gd", co.SGD), ("momentum", co.SGD), ("nesterov", co.SGD),
+                 ("adagrad", co.Adagrad), ("rmsprop", co.RMSprop), ("adam", co.Adam),
+                 ("adamw", co.AdamW), ("lbfgs", co.LBFGS), ("newton", co.Newton),
+                 ("kfac", co.KFAC), ("shampoo", co.Shampoo)]
+
+
+@pytest.mark.parametrize("name,cls", FACTORY_CASES)
+def test_factory_builds_every_method_from_a_model(name, cls):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    make = co.factory(name)
+    opt = make(model, 0.125)
+    assert type(opt) is cls
+    assert opt.param_groups[0]["lr"] == 0.125
+    assert sum(len(g["params"]) for g in opt.param_groups) == 4
+    assert make.needs_model == (name == "kfac")
+    assert make.elementwise == (name not in ("lbfgs", "newton", "kfac", "shampoo"))
+    if name != "kfac":  # a parameter list works too, for every method but K-FAC
+        assert type(make(list(model.parameters()), 0.5)) is cls
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def closure():
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        if name != "newton":
+            loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_factory_hyperparameters_and_lr():
+    make = co.factory("nesterov", lr=0.3, weight_decay=0.01)
+    assert make.hyper == {"momentum": 0.9, "nesterov": True, "lr": 0.3, "weight_decay": 0.01}
+    p = [torch.zeros(2, requires_grad=True)]
+    assert make(p).defaults["lr"] == 0.3          # lr=None keeps the factory's
+    assert make(p, 0.05).defaults["lr"] == 0.05   # the call's lr wins
+    assert make(p).defaults["nesterov"] is True
+    assert co.factory("adamw")(p).defaults["decoupled_weight_decay"] is True
+    assert co.factory("lbfgs", history_size=7)(p).defaults["history_size"] == 7
+    assert "lbfgs" in repr(co.factory("lbfgs", history_size=7))
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: co.factory("adam", momentum=0.9), ValueError, "momentum"),
+    (lambda: co.factory("kfac", betas=(0.9, 0.99)), ValueError, "betas"),
+    (lambda: co.factory("lbfgs", history=3), ValueError, "history"),
+    (lambda: co.factory("adamax"), ValueError, "name must be one of"),
+    (lambda: co.factory(co.Adam), TypeError, "name must be a string"),
+    (lambda: co.factory("nesterov", nesterov=False), ValueError, "fixes nesterov"),
+    (lambda: co.factory("adam", lr=-1), ValueError, "^lr"),
+    (lambda: co.factory("kfac", damping=0), ValueError, "^damping"),
+    (lambda: co.factory("lbfgs", history_size=0), ValueError, "history_size"),
+    (lambda: co.factory("kfac")([torch.zeros(1, requires_grad=True)], 0.1), TypeError,
+     "model must be a torch.nn.Module"),
+])
+def test_factory_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
