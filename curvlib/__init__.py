@@ -7,9 +7,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"rules", "optim", "landscapes", "schedules", "memory", "curvature", "data",
-               "models", "train", "plots", "widgets", "minimizer", "quasi_newton",
-               "second_order", "compare"}
+_SUBMODULES = {"rules", "methods", "runs", "optim", "spectrum", "landscapes", "schedules",
+               "memory", "curvature", "data", "models", "train", "plots", "widgets",
+               "minimizer", "quasi_newton", "second_order", "compare"}
 
 
 def __getattr__(name):

@@ -134,10 +134,11 @@ def sgd(params, grads, states, scratch=None, *, lr, momentum=0.0, dampening=0.0,
 
 
 # --------------------------------------------------------------------------------------
-def adam(params, grads, states, scratch=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+def adam(params, grads, states, scratch=None, *, lr, betas=(0.9, 0.999), eps=1e-8,
          weight_decay=0.0, amsgrad=False, bias_correction=True, decoupled_weight_decay=False,
          maximize=False):
     """Multi-tensor :func:`curvlib.rules.adam` (AdamW with ``decoupled_weight_decay``)."""
+    beta1, beta2 = betas
     for P, G, S, W in _split(params, grads, states, scratch):
         steps = _count_step(S)
         W = _filled(W, P)

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ._checks import check_choice, check_int, check_positive, check_unit_interval
+from . import methods
+from ._checks import check_choice, check_flag, check_int, check_positive
 
 __all__ = ["DTYPE_BYTES", "dtype_bytes", "hessian_bytes", "optimizer_state_bytes", "state_bytes",
            "inversion_flops", "inversion_seconds", "format_bytes",
@@ -63,29 +64,13 @@ def hessian_bytes(n_params, dtype="float32", symmetric=False):
     """
     n = _n("n_params", n_params)
     b = dtype_bytes(dtype)
-    if not isinstance(symmetric, bool):
-        raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
+    symmetric = check_flag("symmetric", symmetric)
     return (n * (n + 1) // 2 if symmetric else n * n) * b
 
 
-# Memory-relevant hyperparameters of each optimizer, with torch.optim's defaults.
-_STATE_HYPER = {
-    "sgd": {"momentum": 0.0, "nesterov": False},
-    "momentum": {"momentum": 0.9},
-    "nesterov": {"momentum": 0.9},
-    "adagrad": {},
-    "rmsprop": {"momentum": 0.0, "centered": False},
-    "adam": {"amsgrad": False},
-    "adamw": {"amsgrad": False},
-    "lbfgs": {"history_size": 100, "line_search_fn": None},
-    "newton": {"symmetric": False},
-}
-# Constructor arguments that change no state size: accepted and ignored.
-_NO_STATE_HYPER = {"lr", "betas", "eps", "weight_decay", "dampening", "alpha", "lr_decay",
-                   "initial_accumulator_value", "maximize", "foreach", "capturable",
-                   "differentiable", "fused", "max_iter", "max_eval", "tolerance_grad",
-                   "tolerance_change", "decoupled_weight_decay", "bias_correction", "damping",
-                   "adaptive_damping", "line_search_fn", "nesterov"}
+#: the methods of curvlib.methods.METHODS whose state this module counts from n_params
+_COUNTED = ("sgd", "gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs",
+            "newton")
 
 
 def optimizer_state_bytes(name, n_params, dtype="float32", *, n_tensors=1, step_dtype="float32",
@@ -95,7 +80,7 @@ def optimizer_state_bytes(name, n_params, dtype="float32", *, n_tensors=1, step_
     With :math:`n` parameters of :math:`b` bytes in :math:`k` tensors (``n_tensors``):
 
     ============  ==========================================================================
-    ``sgd``       0, or :math:`nb` with ``momentum > 0`` (``momentum_buffer``)
+    ``sgd``       0, or :math:`nb` with ``momentum > 0`` (``momentum_buffer``); ``gd``: 0
     ``momentum``  :math:`nb` (heavy ball; also ``nesterov``)
     ``adagrad``   :math:`nb` (``sum``) + :math:`k` step counters
     ``rmsprop``   :math:`nb` (``square_avg``) + :math:`nb` if ``momentum > 0`` + :math:`nb` if
@@ -118,44 +103,32 @@ def optimizer_state_bytes(name, n_params, dtype="float32", *, n_tensors=1, step_
     otherwise; it is counted (one more scalar) for ``line_search_fn="strong_wolfe"``, so that
     figure may be one scalar high.
 
-    ``hyper`` takes the optimizer's constructor arguments; those that change no state size
-    (``lr``, ``betas``, ``weight_decay``, ...) are accepted and ignored, unknown ones rejected.
+    ``hyper`` takes the optimizer's constructor arguments, with the defaults and checks of
+    :data:`curvlib.methods.METHODS`; those that change no state size (``lr``, ``betas``,
+    ``weight_decay``, ...) are accepted and ignored, unknown ones rejected (``ValueError``).
     """
-    check_choice("name", name, _STATE_HYPER)
+    check_choice("name", name, _COUNTED)
     n = _n("n_params", n_params)
     b = dtype_bytes(dtype)
     k = check_int("n_tensors", n_tensors, minimum=0)
     step_b = dtype_bytes(step_dtype)
-    h = dict(_STATE_HYPER[name])
-    for key, value in hyper.items():
-        if key in h:
-            h[key] = value
-        elif key not in _NO_STATE_HYPER:
-            raise TypeError(f"unexpected hyperparameter {key!r} for optimizer {name!r}")
+    symmetric = hyper.pop("symmetric", False) if name == "newton" else False
+    h = methods.resolve(name, hyper, options=methods.METHODS[name].options)
 
-    if name in ("sgd", "momentum", "nesterov"):
-        mu = check_unit_interval("momentum", h["momentum"], closed_right=True)
-        if name != "sgd" and mu == 0:
-            raise ValueError(f"momentum must be positive for {name!r}, got {mu}")
-        if name == "sgd" and h["nesterov"] and mu == 0:
-            raise ValueError("nesterov requires a positive momentum")
-        return n * b if mu > 0 else 0
+    if name in ("sgd", "gd", "momentum", "nesterov"):
+        return n * b if h["momentum"] > 0 else 0
     if name == "adagrad":
         return n * b + k * step_b
     if name == "rmsprop":
-        mu = check_unit_interval("momentum", h["momentum"], closed_right=True)
-        vectors = 1 + (mu > 0) + bool(h["centered"])
+        vectors = 1 + (h["momentum"] > 0) + h["centered"]
         return vectors * n * b + k * step_b
     if name in ("adam", "adamw"):
-        return (2 + bool(h["amsgrad"])) * n * b + k * step_b
+        return (2 + h["amsgrad"]) * n * b + k * step_b
     if name == "lbfgs":
-        m = check_int("history_size", h["history_size"], minimum=1)
-        lsf = h["line_search_fn"]
-        if lsf not in (None, "strong_wolfe"):
-            raise ValueError(f"line_search_fn must be None or 'strong_wolfe', got {lsf!r}")
-        scalars = 2 * m + 1 + (lsf == "strong_wolfe")
+        m = h["history_size"]
+        scalars = 2 * m + 1 + (h["line_search_fn"] == "strong_wolfe")
         return ((2 * m + 2) * n + scalars) * b
-    return hessian_bytes(n, dtype, symmetric=h["symmetric"])  # newton
+    return hessian_bytes(n, dtype, symmetric=symmetric)  # newton
 
 
 def state_bytes(optimizer):

@@ -7,38 +7,29 @@ r"""``minimize``: every optimizer of the book on a numpy function, with its whol
 >>> res.success, np.round(res.x, 6).tolist(), res.path.shape[1]
 (True, [1.0, 1.0], 2)
 
-The first-order methods call the very functions of :mod:`curvlib.rules` that
-:mod:`curvlib.optim` calls, and ``lbfgs``/``newton`` the array code of
-:mod:`curvlib.quasi_newton` that :class:`curvlib.optim.LBFGS` and :class:`~curvlib.optim.Newton`
-run: the path a widget draws is, step for step, what the torch optimizer does. The tests
-hold every method to that.
+Every method is a row of the table :data:`curvlib.methods.METHODS`, and ``minimize`` runs
+the very code of :mod:`curvlib.optim`'s optimizer of the same name: the first-order methods
+call the rules of :mod:`curvlib.rules` (through :func:`curvlib.methods.make_rule`),
+``lbfgs`` and ``newton`` the loops of :mod:`curvlib.quasi_newton` that
+:class:`curvlib.optim.LBFGS` and :class:`~curvlib.optim.Newton` run on their flattened
+parameters. The path a widget draws is, step for step, what the torch optimizer does; the
+tests hold every method to that. No torch is needed.
 
-Hyperparameters keep curvlib.optim's (and torch.optim's) names and defaults. For the
-first-order methods they are checked and bound by :func:`curvlib.optim.make_rule`, the very
-code behind the optimizer classes, so there is one copy of every default:
+Methods: ``gd`` (``sgd`` without momentum), ``sgd``, ``momentum``, ``nesterov``,
+``adagrad``, ``rmsprop``, ``adam``, ``adamw``, ``lbfgs``, ``newton``. Hyperparameters keep
+torch.optim's names and defaults (``lr``, ``betas``, ``eps``, ``weight_decay``,
+``history_size``, ...), read from the table; ``momentum`` and ``nesterov`` default to
+``momentum=0.9``. An unknown one is a ``ValueError`` naming it.
 
-==============  ==========================================================================
-method          the optimizer it runs, and its hyperparameters (default)
-==============  ==========================================================================
-``gd``          ``SGD`` with ``momentum=0``: ``lr`` (1e-3), ``weight_decay`` (0)
-``sgd``         ``SGD`` as torch's: ``lr``, ``momentum`` (0), ``dampening``, ``nesterov``, ...
-``momentum``    ``SGD``, ``momentum`` (0.9), ``dampening`` (0), ``weight_decay`` (0)
-``nesterov``    ``SGD(nesterov=True)``, ``momentum`` (0.9)
-``adagrad``     ``Adagrad``: ``lr`` (1e-2), ``lr_decay``, ``initial_accumulator_value``, ``eps`` (1e-10)
-``rmsprop``     ``RMSprop``: ``lr`` (1e-2), ``alpha`` (0.99), ``eps`` (1e-8), ``momentum``, ``centered``
-``adam``        ``Adam``: ``lr`` (1e-3), ``betas`` ((0.9, 0.999)), ``eps`` (1e-8), ``amsgrad``,
-                ``bias_correction`` (True; False is the lecture's form)
-``adamw``       ``AdamW``: as ``adam`` with decoupled ``weight_decay`` (1e-2)
-``lbfgs``       ``LBFGS``: ``lr`` (1), ``history_size`` (100), ``line_search_fn``
-                ("strong_wolfe"), ``tolerance_change`` (0), ``max_eval`` (25 per line search)
-``newton``      ``Newton``: ``lr`` (1), ``damping`` (0), ``line_search_fn`` (None or
-                "backtracking"), ``adaptive_damping`` (False)
-==============  ==========================================================================
-
-Two defaults of ``lbfgs`` differ from ``torch.optim.LBFGS`` on purpose: the line search is on
-(torch's ``None`` suits stochastic training; here the problem is deterministic) and
-``tolerance_change`` is 0, so that the run stops on ``gtol`` like scipy's L-BFGS-B. One
-iteration of ``minimize`` is one iteration of ``LBFGS(..., max_iter=1, max_eval=max_eval + 1)``.
+``lbfgs`` differs from ``torch.optim.LBFGS`` in three defaults, on purpose
+(:data:`MINIMIZE_DEFAULTS`): the line search is on (``line_search_fn="strong_wolfe"``;
+torch's ``None`` suits stochastic training, here the problem is deterministic),
+``tolerance_change`` is 0, so that the run stops on ``gtol`` like scipy's L-BFGS-B, and
+``max_eval`` (25) counts the evaluations of one iteration's line search. One iteration of
+``minimize`` is one call of ``LBFGS(..., max_iter=1, max_eval=max_eval + 1).step``; so,
+without a line search, ``tolerance_change`` is not tested (torch's ``step`` does not test it
+after its last iteration either). ``max_iter`` and ``tolerance_grad`` are ``minimize``'s own
+``maxiter`` and ``gtol``.
 """
 from __future__ import annotations
 
@@ -48,54 +39,34 @@ import numbers
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._checks import check_choice, check_int, check_nonnegative
+from . import methods, quasi_newton
+from ._checks import check_int, check_nonnegative
 
-__all__ = ["minimize", "METHODS"]
+__all__ = ["minimize", "MINIMIZE_DEFAULTS"]
 
-#: the first-order methods: rules bound by :func:`curvlib.optim.make_rule`, which checks the
-#: hyperparameters and fills in the defaults exactly as the optimizer classes do
-FIRST_ORDER = ("gd", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-#: the curvature methods and their hyperparameters with minimize's defaults
-SECOND_ORDER = {
-    "lbfgs": dict(lr=1.0, history_size=100, line_search_fn="strong_wolfe",
-                  tolerance_change=0.0, max_eval=25),
-    "newton": dict(lr=1.0, damping=0.0, line_search_fn=None, adaptive_damping=False),
-}
-METHODS = FIRST_ORDER + tuple(SECOND_ORDER)
+#: where minimize's defaults differ from the method's (torch.optim's), and why: see above
+MINIMIZE_DEFAULTS = {"lbfgs": dict(line_search_fn="strong_wolfe", tolerance_change=0.0,
+                                   max_eval=25)}
+#: hyperparameters of the torch optimizers that minimize takes under its own names
+_OWN_NAMES = {"max_iter": "maxiter", "tolerance_grad": "gtol"}
 
 
-# --------------------------------------------------------------------------------------
-# argument checks
-# --------------------------------------------------------------------------------------
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
-def _check_second_order(method, hyper):
-    from .quasi_newton import check_option
-    allowed = SECOND_ORDER[method]
+def _check_method(method, hyper):
+    """The method's row and its complete, checked hyperparameters (or its bound rule)."""
+    row = methods.get(method, "method")
+    if row.step is None:
+        usable = [n for n, m in methods.METHODS.items() if m.step is not None]
+        raise ValueError(f"method must be one of {', '.join(usable)} ({row.name!r} needs a "
+                         f"torch model: use curvlib.optim), got {method!r}")
     for name in hyper:
-        if name not in allowed:
-            raise TypeError(f"unexpected hyperparameter {name!r} for method {method!r}; "
-                            f"it takes {sorted(allowed)}")
-    h = {**allowed, **hyper}
-    for name in ("lr", "damping", "tolerance_change"):
-        if name in h:
-            h[name] = check_nonnegative(name, h[name])
-    if method == "lbfgs":
-        h["history_size"] = check_int("history_size", h["history_size"], minimum=1)
+        if name in _OWN_NAMES:
+            raise ValueError(f"{name} is minimize's {_OWN_NAMES[name]}; pass that instead")
+    if row.elementwise:
+        return row, methods.make_rule(row.name, **hyper)
+    h = methods.resolve(row.name, {**MINIMIZE_DEFAULTS.get(row.name, {}), **hyper})
+    if row.name == "lbfgs":
         h["max_eval"] = check_int("max_eval", h["max_eval"], minimum=1)
-        check_option("line_search_fn", h["line_search_fn"], (None, "strong_wolfe"))
-    else:
-        check_option("line_search_fn", h["line_search_fn"], (None, "backtracking"))
-        h["adaptive_damping"] = _check_bool("adaptive_damping", h["adaptive_damping"])
-        if h["adaptive_damping"] and h["damping"] <= 0:
-            raise ValueError(f"damping must be positive when adaptive_damping=True, got {h['damping']}")
-        if h["adaptive_damping"] and h["line_search_fn"] is not None:
-            raise ValueError("line_search_fn must be None when adaptive_damping=True")
-    return h
+    return row, {k: v for k, v in h.items() if k not in _OWN_NAMES}
 
 
 # --------------------------------------------------------------------------------------
@@ -215,15 +186,15 @@ def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gt
         Hessian for ``newton``; ``None`` uses the landscape's or central differences of the
         gradient.
     method : str
-        ``gd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adam``, ``adamw``,
-        ``lbfgs`` or ``newton``.
+        ``gd``, ``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adam``,
+        ``adamw``, ``lbfgs`` or ``newton`` (any case).
     maxiter : int
         Maximum number of iterations (steps).
     gtol : float
         Stop with success when :math:`\|\nabla f(x)\|_\infty \le` ``gtol`` (the test of
         scipy's L-BFGS-B ``gtol`` for an unconstrained problem).
     **hyper
-        The method's hyperparameters, named as in :mod:`curvlib.optim` (see the table above).
+        The method's hyperparameters, named as in :mod:`curvlib.optim` (see above).
 
     Returns
     -------
@@ -234,17 +205,10 @@ def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gt
         gradient turns non-finite stops with ``success=False`` and the message
         ``"diverged at step k"``; ``path`` then ends at the last finite point.
     """
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a string, got {method!r}")
-    method = method.lower()
-    check_choice("method", method, set(METHODS))
+    row, h = _check_method(method, hyper)
+    method = row.name
     maxiter = check_int("maxiter", maxiter, minimum=0)
     gtol = check_nonnegative("gtol", gtol)
-    if method in SECOND_ORDER:
-        h = _check_second_order(method, hyper)
-    else:
-        from .optim import make_rule
-        h = make_rule(method, **hyper)
     if x0 is None:
         if getattr(fun, "start", None) is None:
             raise TypeError("x0 is required (only a landscape has a default start)")
@@ -257,7 +221,7 @@ def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gt
         if not _finite(f, g):
             raise ValueError(f"fun and its gradient must be finite at x0, got f(x0)={f}")
         run = {"lbfgs": _run_lbfgs, "newton": _run_newton}.get(method, _run_first_order)
-        path, fun_path, g, message, success = run(method, obj, x, f, g, maxiter, gtol, h)
+        path, fun_path, g, message, success = run(obj, x, f, g, maxiter, gtol, h)
     path = np.array(path)
     return OptimizeResult(x=path[-1].copy(), fun=fun_path[-1], jac=g, nit=len(path) - 1,
                           nfev=obj.nfev, njev=obj.njev, nhev=obj.nhev, success=success,
@@ -292,15 +256,15 @@ def _finish(path, fun_path, g, gtol):
     return path, fun_path, g, "maximum number of iterations reached", False
 
 
-def _run_first_order(method, obj, x, f, g, maxiter, gtol, h):
+def _run_first_order(obj, x, f, g, maxiter, gtol, rule):
     """One :mod:`curvlib.rules` step per iteration, exactly as curvlib.optim takes it."""
-    init, rule = h  # from curvlib.optim.make_rule
+    init, step = rule  # from curvlib.methods.make_rule
     state = init(x)
     path, fun_path = [x.copy()], [f]
     for k in range(1, maxiter + 1):
         if _converged(g, gtol):
             return path, fun_path, g, "gradient norm below gtol", True
-        x_new = rule(x.copy(), g, state)
+        x_new = step(x.copy(), g, state)
         if not _finite(0.0, x=x_new):
             return path, fun_path, g, f"diverged at step {k}", False
         f_new, g_new = obj.value_and_grad(x_new)
@@ -312,47 +276,36 @@ def _run_first_order(method, obj, x, f, g, maxiter, gtol, h):
     return _finish(path, fun_path, g, gtol)
 
 
-def _run_lbfgs(method, obj, x, f, g, maxiter, gtol, h):
-    """The iteration of :class:`curvlib.quasi_newton.LBFGS`, on numpy arrays."""
-    from .quasi_newton import lbfgs_direction, strong_wolfe
+#: why quasi_newton.lbfgs stopped before a step -> minimize's message and success
+_NO_STEP = {"tolerance_grad": ("gradient norm below gtol", True),
+            "no_descent": ("no descent direction (g.d >= -tolerance_change)", False),
+            "line_search": ("line search failed at step {k}", False)}
 
-    state = {}
-    path, fun_path = [x.copy()], [f]
+
+def _run_lbfgs(obj, x, f, g, maxiter, gtol, h):
+    """Iterations of :func:`curvlib.quasi_newton.lbfgs`, one call each, as LBFGS(max_iter=1)."""
+    loop = dict(h, max_iter=1, max_eval=h["max_eval"] + 1, tolerance_grad=gtol)
+    state, path, fun_path = {}, [x.copy()], [f]
     for k in range(1, maxiter + 1):
-        if _converged(g, gtol):
-            return path, fun_path, g, "gradient norm below gtol", True
-        d, t = lbfgs_direction(state, g, h["lr"], h["history_size"])
-        if not float(g @ d) < -h["tolerance_change"]:
-            return path, fun_path, g, "no descent direction (g.d >= -tolerance_change)", False
-        state["prev_flat_grad"], prev_f = g, f
-        if h["line_search_fn"] == "strong_wolfe":
-            t, f_new, g_new, _ = strong_wolfe(lambda s: obj.value_and_grad(x + s * d), d, f, g, t,
-                                              max_evals=h["max_eval"],
-                                              tolerance_change=h["tolerance_change"])
-            if t == 0:
-                return path, fun_path, g, f"line search failed at step {k}", False
-        else:
-            f_new, g_new = obj.value_and_grad(x + t * d)
-        x_new = x + t * d
-        if not _finite(f_new, g_new, x_new):
+        run = quasi_newton.lbfgs(obj.value_and_grad, x, f, g, state, **loop)
+        if run.n_iter == 0:
+            message, success = _NO_STEP[run.reason]
+            return path, fun_path, g, message.format(k=k), success
+        # without a line search the loop leaves the new point's evaluation to its caller
+        f_new, g_new = obj.value_and_grad(run.x) if run.f is None else (run.f, run.g)
+        if not _finite(f_new, g_new, run.x):
             return path, fun_path, g, f"diverged at step {k}", False
-        state["d"], state["t"] = d, t
-        x, f, g = x_new, f_new, g_new
+        x, f, g = run.x, f_new, g_new
         path.append(x.copy())
         fun_path.append(f)
-        if h["tolerance_change"] > 0 and (t * float(np.max(np.abs(d))) <= h["tolerance_change"]
-                                          or abs(f - prev_f) < h["tolerance_change"]):
+        if run.reason == "tolerance_change":
             return path, fun_path, g, "change below tolerance_change", _converged(g, gtol)
     return _finish(path, fun_path, g, gtol)
 
 
-def _run_newton(method, obj, x, f, g, maxiter, gtol, h):
-    """The iteration of :class:`curvlib.quasi_newton.Newton`, on numpy arrays."""
-    from .quasi_newton import LEVENBERG_FACTOR, backtracking, newton_direction
-
-    damping = h["damping"]
-    globalised = h["line_search_fn"] is not None or h["adaptive_damping"]
-    path, fun_path = [x.copy()], [f]
+def _run_newton(obj, x, f, g, maxiter, gtol, h):
+    """Iterations of :func:`curvlib.quasi_newton.newton_step`, as :class:`curvlib.optim.Newton`."""
+    state, path, fun_path = {}, [x.copy()], [f]
     for k in range(1, maxiter + 1):
         if _converged(g, gtol):
             return path, fun_path, g, "gradient norm below gtol", True
@@ -360,22 +313,11 @@ def _run_newton(method, obj, x, f, g, maxiter, gtol, h):
         if not np.all(np.isfinite(H)):
             return path, fun_path, g, f"diverged at step {k}", False
         try:
-            d, _ = newton_direction(g, H, damping, positive_definite=globalised)
+            x_new, t = quasi_newton.newton_step(obj.value, x, f, g, H, state, **h)
         except np.linalg.LinAlgError:
             return path, fun_path, g, f"singular Hessian at step {k} (try damping > 0)", False
-        t = h["lr"]
-        if h["line_search_fn"] == "backtracking":
-            t, _, _ = backtracking(lambda s: obj.value(x + s * d), f, float(g @ d), t)
-            if t == 0:
-                return path, fun_path, g, f"line search failed at step {k}", False
-        elif h["adaptive_damping"]:
-            f_trial = obj.value(x + t * d)
-            if math.isfinite(f_trial) and f_trial < f:
-                damping /= LEVENBERG_FACTOR
-            else:  # reject the step, damp more
-                damping *= LEVENBERG_FACTOR
-                t = 0.0
-        x_new = x + t * d if t != 0 else x
+        if t == 0 and h["line_search_fn"] == "backtracking":
+            return path, fun_path, g, f"line search failed at step {k}", False
         f_new, g_new = (f, g) if t == 0 else obj.value_and_grad(x_new)
         if not _finite(f_new, g_new, x_new):
             return path, fun_path, g, f"diverged at step {k}", False

@@ -1,14 +1,24 @@
-r"""Drop-in replacements for ``torch.optim``, built on :mod:`curvlib.rules`.
+r"""The book's optimizers as ``torch.optim.Optimizer`` s, built on the array code of curvlib.
 
-Each class here is a :class:`torch.optim.Optimizer` with torch.optim's constructor signature
-and defaults, whose step applies a rule from :mod:`curvlib.rules` to every parameter. The
-rule is the same function the 2-D landscape demos call on numpy arrays, so the Adam drawn on a
-contour plot is the Adam that trains the network.
+* First-order methods -- :class:`SGD`, :class:`Adam`, :class:`AdamW`, :class:`Adagrad`,
+  :class:`RMSprop` -- are drop-in replacements for ``torch.optim``'s, with the same
+  constructor signatures and defaults, whose step applies a rule of :mod:`curvlib.rules` to
+  every parameter. The rule is the same function the 2-D landscape demos call on numpy
+  arrays, so the Adam drawn on a contour plot is the Adam that trains the network.
+* :class:`LBFGS` (``torch.optim.LBFGS``'s signature) and :class:`Newton` flatten the
+  parameters into one vector and run the loops of :mod:`curvlib.quasi_newton`, the very code
+  :func:`curvlib.minimize` runs on numpy arrays.
+* :class:`KFAC` and :class:`Shampoo` live in :mod:`curvlib.second_order` and are re-exported.
 
-Two paths compute a step, as in torch.optim:
+Every default comes from the table :mod:`curvlib.methods` (which reads it from the rule's
+signature), and every hyperparameter is checked there, in the constructor and in
+:meth:`~torch.optim.Optimizer.add_param_group`; bad values raise ``ValueError``/``TypeError``
+naming the argument.
+
+Two paths compute a first-order step, as in torch.optim:
 
 * ``foreach=False``: the **reference path**. For each parameter it calls the readable rule,
-  e.g. ``rules.adam(p, p.grad, state, lr=..., beta1=..., ...)``.
+  e.g. ``rules.adam(p, p.grad, state, lr=..., betas=..., ...)``.
 * ``foreach=None`` (default) or ``True``: the **fast path** in :mod:`curvlib._fast`, the same
   arithmetic on whole lists of tensors with ``torch._foreach_*`` kernels. The tests hold the
   two paths equal to rounding (1e-12 relative in float64 over 100 steps). For Adam, AdamW,
@@ -21,81 +31,35 @@ too), ``zero_grad``, step hooks, closures and every ``torch.optim.lr_scheduler``
 and write ``group["lr"]``). State keys are torch's (``exp_avg``, ``exp_avg_sq``,
 ``momentum_buffer``, ``sum``, ``square_avg``, ...); ``step`` is kept as a Python int.
 
-Bad hyperparameters raise ``ValueError``/``TypeError`` naming the argument, in the constructor
-and in :meth:`~torch.optim.Optimizer.add_param_group`.
-
-:func:`make_optimizer` and :func:`make_rule` map the method names used across the book
-(``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``,
-``"adamw"``) to these classes and to their rules with the same defaults, so
-:func:`curvlib.minimize` takes exactly the steps of the optimizer of the same name.
+One convention builds any of them by name: :func:`factory` returns ``make(model, lr)``, which
+fits K-FAC (it needs the model) as well as Adam; :func:`make_optimizer` builds one directly
+from a parameter list.
 """
 from __future__ import annotations
 
 import inspect
 
-import numpy as np
 import torch
 
-from . import _fast, rules
-from ._checks import check_nonnegative, check_real, check_unit_interval
+from . import _fast, methods, quasi_newton
+from ._checks import check_flag
+from .methods import make_rule
 
-__all__ = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "RuleOptimizer",
-           "make_optimizer", "make_rule", "METHODS", "factory", "OptimizerFactory"]
+__all__ = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "LBFGS", "Newton", "KFAC", "Shampoo",
+           "RuleOptimizer", "factory", "OptimizerFactory", "make_optimizer", "make_rule"]
 
 
 # --------------------------------------------------------------------------------------
-# Argument checks that _checks.py does not cover
+# Checks of what only torch has: parameter lists and implementation switches
 # --------------------------------------------------------------------------------------
-def _check_flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _check_scalar(name, value):
-    """A finite real number, or a one-element tensor (torch.optim accepts a tensor lr)."""
-    if isinstance(value, (str, bytes, bool)):  # float() would accept these
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} as a tensor must have one element, got shape "
-                             f"{tuple(value.shape)}")
-        if value.requires_grad:
-            raise ValueError(f"{name} must not require grad (differentiable optimizers are "
-                             "not supported)")
-        value = value.item()
-    return check_real(name, value)
-
-
-def _nonneg(name, value):
-    return check_nonnegative(name, _check_scalar(name, value))
-
-
-def _unit(name, value, closed_right=False):
-    return check_unit_interval(name, _check_scalar(name, value), closed_right=closed_right)
-
-
-def _check_lr(value):
-    value = _check_scalar("lr", value)
-    if value < 0:
-        raise ValueError(f"lr must be non-negative, got {value}")
-    return value
-
-
-def _check_betas(value):
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
-    return tuple(_unit(f"betas[{i}]", b) for i, b in enumerate(value))
-
-
 def _check_torch_options(foreach, capturable, differentiable, fused):
     """torch.optim's implementation switches: accepted with their defaults only."""
     if foreach is not None:
-        _check_flag("foreach", foreach)
+        check_flag("foreach", foreach)
     for name, value in (("capturable", capturable), ("differentiable", differentiable)):
-        if _check_flag(name, value):
+        if check_flag(name, value):
             raise ValueError(f"{name}=True is not supported by curvlib.optim")
-    if fused is not None and _check_flag("fused", fused):
+    if fused is not None and check_flag("fused", fused):
         raise ValueError("fused=True is not supported by curvlib.optim; its fast path is "
                          "foreach=True (the default)")
 
@@ -127,41 +91,39 @@ def _check_param_list(params, name="params"):
     return params
 
 
+def _kwonly(fn):
+    """Names of ``fn``'s keyword-only parameters: the hyperparameters a rule takes."""
+    return tuple(n for n, p in inspect.signature(fn).parameters.items()
+                 if p.kind is p.KEYWORD_ONLY)
+
+
 # --------------------------------------------------------------------------------------
 # The base class: a torch optimizer whose step is a curvlib rule
 # --------------------------------------------------------------------------------------
 class RuleOptimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` whose step applies one rule of :mod:`curvlib.rules`.
 
-    A subclass names its rule (``init_rule``, ``rule``), its fast multi-tensor twin
-    (``fast_rule``, from :mod:`curvlib._fast`) and says how a param group's torch-named
-    hyperparameters become the rule's keyword arguments (``rule_kwargs``, ``init_kwargs``)
-    and how they are checked (``check_hyper``).
+    A subclass names its row of :data:`curvlib.methods.METHODS` (``method``, which gives the
+    rule, its state and the checks of its hyperparameters) and the rule's fast multi-tensor
+    twin (``fast_rule``, from :mod:`curvlib._fast`). The rule's keyword arguments are read
+    from the param group by name.
     """
 
-    init_rule = None
-    rule = None
+    method = None
     fast_rule = None
     uses_scratch = True  # the fast path keeps one temporary per parameter
 
     def __init__(self, params, defaults):
+        if self.method is None:
+            raise TypeError(f"{type(self).__name__} is abstract: a RuleOptimizer subclass "
+                            "names its method")
         params = _check_param_list(params)
         super().__init__(params, self.check_hyper(dict(defaults)))
 
-    # -- what a subclass provides ------------------------------------------------------
     @classmethod
     def check_hyper(cls, group):
-        """Return a checked copy of ``group``'s hyperparameters (raise on bad values)."""
-        raise TypeError(f"{cls.__name__} is abstract: a RuleOptimizer subclass defines check_hyper")
-
-    @staticmethod
-    def rule_kwargs(group):
-        """The rule's keyword arguments, read from a param group."""
-        raise TypeError("RuleOptimizer is abstract: a subclass defines rule_kwargs")
-
-    @staticmethod
-    def init_kwargs(group):
-        return {}
+        """A checked copy of ``group``'s hyperparameters (raises on bad values)."""
+        return methods.check(cls.method, group)
 
     # -- param groups and state dicts --------------------------------------------------
     def add_param_group(self, param_group):
@@ -202,6 +164,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        rule = methods.get(self.method)
+        init_keys = methods.signature_defaults(rule.init)
         for group in self.param_groups:
             params, grads, states = [], [], []
             for p in group["params"]:
@@ -212,17 +176,18 @@ class RuleOptimizer(torch.optim.Optimizer):
                                        "gradients")
                 state = self.state[p]
                 if not state:
-                    state.update(self.init_rule(p, **self.init_kwargs(group)))
+                    state.update(rule.init(p, **{k: group[k] for k in init_keys}))
                 params.append(p)
                 grads.append(p.grad)
                 states.append(state)
             if not params:
                 continue
-            kwargs = self.rule_kwargs(group)
             if group["foreach"] is False:  # the readable reference path
+                kwargs = {k: group[k] for k in _kwonly(rule.step)}
                 for p, g, s in zip(params, grads, states):
-                    self.rule(p, g, s, **kwargs)
+                    rule.step(p, g, s, **kwargs)
             else:
+                kwargs = {k: group[k] for k in _kwonly(self.fast_rule) if k in group}
                 self.fast_rule(params, grads, states, self._scratch(params), **kwargs)
         return loss
 
@@ -246,8 +211,13 @@ class RuleOptimizer(torch.optim.Optimizer):
 
 
 # --------------------------------------------------------------------------------------
-# SGD, heavy ball, Nesterov
+# SGD, Adam, AdamW, Adagrad, RMSprop: torch.optim's signatures, the table's defaults
 # --------------------------------------------------------------------------------------
+_SGD, _ADAM, _ADAMW, _ADAGRAD, _RMSPROP, _LBFGS, _NEWTON = (
+    methods.get(n).hyperparameters()
+    for n in ("sgd", "adam", "adamw", "adagrad", "rmsprop", "lbfgs", "newton"))
+
+
 class SGD(RuleOptimizer):
     r"""Stochastic gradient descent, optionally with (Nesterov) momentum; ``torch.optim.SGD``.
 
@@ -261,43 +231,21 @@ class SGD(RuleOptimizer):
     (:func:`curvlib.rules.heavy_ball`) with :math:`v_t = \eta b_t`.
     """
 
-    init_rule = staticmethod(rules.init_sgd)
-    rule = staticmethod(rules.sgd)
+    method = "sgd"
     fast_rule = staticmethod(_fast.sgd)
     uses_scratch = False
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
-                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
-                 fused=None):
+    def __init__(self, params, lr=_SGD["lr"], momentum=_SGD["momentum"],
+                 dampening=_SGD["dampening"], weight_decay=_SGD["weight_decay"],
+                 nesterov=_SGD["nesterov"], *, maximize=_SGD["maximize"], foreach=None,
+                 differentiable=False, fused=None):
         _check_torch_options(foreach, False, differentiable, fused)
         super().__init__(params, dict(
             lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
             nesterov=nesterov, maximize=maximize, foreach=foreach,
             differentiable=differentiable, fused=fused))
 
-    @classmethod
-    def check_hyper(cls, g):
-        g = dict(g, lr=_check_lr(g["lr"]),
-                 momentum=_nonneg("momentum", g["momentum"]),
-                 dampening=_unit("dampening", g["dampening"], closed_right=True),
-                 weight_decay=_nonneg("weight_decay", g["weight_decay"]),
-                 nesterov=_check_flag("nesterov", g["nesterov"]),
-                 maximize=_check_flag("maximize", g["maximize"]))
-        if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
-            raise ValueError("nesterov=True requires momentum > 0 and dampening = 0, got "
-                             f"momentum={g['momentum']}, dampening={g['dampening']}")
-        return g
 
-    @staticmethod
-    def rule_kwargs(g):
-        return dict(lr=g["lr"], momentum=g["momentum"], dampening=g["dampening"],
-                    nesterov=g["nesterov"], weight_decay=g["weight_decay"],
-                    maximize=g["maximize"])
-
-
-# --------------------------------------------------------------------------------------
-# Adam, AdamW
-# --------------------------------------------------------------------------------------
 class Adam(RuleOptimizer):
     r"""Adam (Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization", ICLR);
     ``torch.optim.Adam``.
@@ -314,44 +262,20 @@ class Adam(RuleOptimizer):
     Convergence of Adam and Beyond", ICLR); ``decoupled_weight_decay=True`` is AdamW.
     """
 
-    init_rule = staticmethod(rules.init_adam)
-    rule = staticmethod(rules.adam)
+    method = "adam"
     fast_rule = staticmethod(_fast.adam)
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
-                 differentiable=False, fused=None, decoupled_weight_decay=False,
-                 bias_correction=True):
+    def __init__(self, params, lr=_ADAM["lr"], betas=_ADAM["betas"], eps=_ADAM["eps"],
+                 weight_decay=_ADAM["weight_decay"], amsgrad=_ADAM["amsgrad"], *, foreach=None,
+                 maximize=_ADAM["maximize"], capturable=False, differentiable=False,
+                 fused=None, decoupled_weight_decay=_ADAM["decoupled_weight_decay"],
+                 bias_correction=_ADAM["bias_correction"]):
         _check_torch_options(foreach, capturable, differentiable, fused)
         super().__init__(params, dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             foreach=foreach, maximize=maximize, capturable=capturable,
             differentiable=differentiable, fused=fused,
             decoupled_weight_decay=decoupled_weight_decay, bias_correction=bias_correction))
-
-    @classmethod
-    def check_hyper(cls, g):
-        return dict(g, lr=_check_lr(g["lr"]), betas=_check_betas(g["betas"]),
-                    eps=_nonneg("eps", g["eps"]),
-                    weight_decay=_nonneg("weight_decay", g["weight_decay"]),
-                    amsgrad=_check_flag("amsgrad", g["amsgrad"]),
-                    maximize=_check_flag("maximize", g["maximize"]),
-                    decoupled_weight_decay=_check_flag("decoupled_weight_decay",
-                                                       g["decoupled_weight_decay"]),
-                    bias_correction=_check_flag("bias_correction", g["bias_correction"]))
-
-    @staticmethod
-    def init_kwargs(g):
-        return dict(amsgrad=g["amsgrad"])
-
-    @staticmethod
-    def rule_kwargs(g):
-        beta1, beta2 = g["betas"]
-        return dict(lr=g["lr"], beta1=beta1, beta2=beta2, eps=g["eps"],
-                    weight_decay=g["weight_decay"], amsgrad=g["amsgrad"],
-                    bias_correction=g["bias_correction"],
-                    decoupled_weight_decay=g["decoupled_weight_decay"],
-                    maximize=g["maximize"])
 
 
 class AdamW(Adam):
@@ -364,9 +288,12 @@ class AdamW(Adam):
     ``decoupled_weight_decay=True``.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
-                 differentiable=False, fused=None, bias_correction=True):
+    method = "adamw"
+
+    def __init__(self, params, lr=_ADAMW["lr"], betas=_ADAMW["betas"], eps=_ADAMW["eps"],
+                 weight_decay=_ADAMW["weight_decay"], amsgrad=_ADAMW["amsgrad"], *,
+                 maximize=_ADAMW["maximize"], foreach=None, capturable=False,
+                 differentiable=False, fused=None, bias_correction=_ADAMW["bias_correction"]):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
                          maximize=maximize, capturable=capturable,
                          differentiable=differentiable, fused=fused,
@@ -378,9 +305,6 @@ class AdamW(Adam):
             group["decoupled_weight_decay"] = True
 
 
-# --------------------------------------------------------------------------------------
-# AdaGrad, RMSProp
-# --------------------------------------------------------------------------------------
 class Adagrad(RuleOptimizer):
     r"""AdaGrad (Duchi, Hazan & Singer, 2011, "Adaptive Subgradient Methods for Online
     Learning and Stochastic Optimization", JMLR 12:2121-2159); ``torch.optim.Adagrad``.
@@ -393,37 +317,19 @@ class Adagrad(RuleOptimizer):
     created at its first step (torch creates it in the constructor); the steps are the same.
     """
 
-    init_rule = staticmethod(rules.init_adagrad)
-    rule = staticmethod(rules.adagrad)
+    method = "adagrad"
     fast_rule = staticmethod(_fast.adagrad)
 
-    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
-                 initial_accumulator_value=0, eps=1e-10, foreach=None, *, maximize=False,
+    def __init__(self, params, lr=_ADAGRAD["lr"], lr_decay=_ADAGRAD["lr_decay"],
+                 weight_decay=_ADAGRAD["weight_decay"],
+                 initial_accumulator_value=_ADAGRAD["initial_accumulator_value"],
+                 eps=_ADAGRAD["eps"], foreach=None, *, maximize=_ADAGRAD["maximize"],
                  differentiable=False, fused=None):
         _check_torch_options(foreach, False, differentiable, fused)
         super().__init__(params, dict(
             lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value, eps=eps, foreach=foreach,
             maximize=maximize, differentiable=differentiable, fused=fused))
-
-    @classmethod
-    def check_hyper(cls, g):
-        return dict(g, lr=_check_lr(g["lr"]),
-                    lr_decay=_nonneg("lr_decay", g["lr_decay"]),
-                    weight_decay=_nonneg("weight_decay", g["weight_decay"]),
-                    initial_accumulator_value=_nonneg("initial_accumulator_value",
-                                                      g["initial_accumulator_value"]),
-                    eps=_nonneg("eps", g["eps"]),
-                    maximize=_check_flag("maximize", g["maximize"]))
-
-    @staticmethod
-    def init_kwargs(g):
-        return dict(initial_accumulator_value=g["initial_accumulator_value"])
-
-    @staticmethod
-    def rule_kwargs(g):
-        return dict(lr=g["lr"], lr_decay=g["lr_decay"], weight_decay=g["weight_decay"],
-                    eps=g["eps"], maximize=g["maximize"])
 
 
 class RMSprop(RuleOptimizer):
@@ -439,144 +345,207 @@ class RMSprop(RuleOptimizer):
     arXiv:1308.0850; ``momentum`` accumulates the scaled step).
     """
 
-    init_rule = staticmethod(rules.init_rmsprop)
-    rule = staticmethod(rules.rmsprop)
+    method = "rmsprop"
     fast_rule = staticmethod(_fast.rmsprop)
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, capturable=False, foreach=None, maximize=False,
-                 differentiable=False):
+    def __init__(self, params, lr=_RMSPROP["lr"], alpha=_RMSPROP["alpha"], eps=_RMSPROP["eps"],
+                 weight_decay=_RMSPROP["weight_decay"], momentum=_RMSPROP["momentum"],
+                 centered=_RMSPROP["centered"], capturable=False, foreach=None,
+                 maximize=_RMSPROP["maximize"], differentiable=False):
         _check_torch_options(foreach, capturable, differentiable, None)
         super().__init__(params, dict(
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
             centered=centered, capturable=capturable, foreach=foreach, maximize=maximize,
             differentiable=differentiable))
 
-    @classmethod
-    def check_hyper(cls, g):
-        return dict(g, lr=_check_lr(g["lr"]), alpha=_unit("alpha", g["alpha"]),
-                    eps=_nonneg("eps", g["eps"]),
-                    weight_decay=_nonneg("weight_decay", g["weight_decay"]),
-                    momentum=_nonneg("momentum", g["momentum"]),
-                    centered=_check_flag("centered", g["centered"]),
-                    maximize=_check_flag("maximize", g["maximize"]))
-
-    @staticmethod
-    def init_kwargs(g):
-        return dict(momentum=g["momentum"], centered=g["centered"])
-
-    @staticmethod
-    def rule_kwargs(g):
-        return dict(lr=g["lr"], alpha=g["alpha"], eps=g["eps"],
-                    weight_decay=g["weight_decay"], momentum=g["momentum"],
-                    centered=g["centered"], maximize=g["maximize"])
-
 
 # --------------------------------------------------------------------------------------
-# Names used across the book -> optimizer classes and rules
+# L-BFGS and Newton: one flat vector, the loops of curvlib.quasi_newton
 # --------------------------------------------------------------------------------------
-#: name -> (class, defaults the name changes, options the name fixes)
-METHODS = {
-    "sgd": (SGD, {}, {}),
-    "gd": (SGD, {}, {"momentum": 0.0, "nesterov": False}),
-    "momentum": (SGD, {"momentum": 0.9}, {"nesterov": False}),
-    "nesterov": (SGD, {"momentum": 0.9}, {"nesterov": True}),
-    "adagrad": (Adagrad, {}, {}),
-    "rmsprop": (RMSprop, {}, {}),
-    "adam": (Adam, {}, {}),
-    "adamw": (AdamW, {}, {"decoupled_weight_decay": True}),
-}
+class _FlatOptimizer(torch.optim.Optimizer):
+    """An optimizer that sees all parameters as one vector (one param group)."""
+
+    def __init__(self, params, defaults):
+        super().__init__(_check_param_list(params), methods.check(self.method, defaults))
+        if len(self.param_groups) != 1:
+            raise ValueError(f"{type(self).__name__} doesn't support per-parameter options "
+                             "(parameter groups)")
+        self._params = self.param_groups[0]["params"]
+        for p in self._params:
+            if torch.is_complex(p):
+                raise TypeError(f"{type(self).__name__} supports real parameters only, got "
+                                f"dtype {p.dtype}")
+
+    def _flat_params(self):
+        return torch.cat([p.detach().reshape(-1) for p in self._params])
+
+    def _flat_grad(self):
+        return torch.cat([p.new_zeros(p.numel()) if p.grad is None else p.grad.reshape(-1)
+                          for p in self._params])
+
+    def _set_params(self, x):
+        offset = 0
+        for p in self._params:
+            p.copy_(x[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+    def _hyper(self, group):
+        """The loop's keyword arguments, read from the param group."""
+        return {k: group[k] for k in methods.get(self.method).hyperparameters()}
 
 
-def _method(name, hyper):
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a string, got {type(name).__name__}")
-    key = name.lower()
-    if key not in METHODS:
-        raise ValueError(f"name must be one of {sorted(METHODS)}, got {name!r}")
-    cls, defaults, fixed = METHODS[key]
-    for option, value in fixed.items():
-        if option in hyper and hyper[option] != value:
-            raise ValueError(f"method {key!r} fixes {option}={value!r}, got "
-                             f"{option}={hyper[option]!r}")
-    return cls, {**defaults, **hyper, **fixed}
+class LBFGS(_FlatOptimizer):
+    r"""L-BFGS (Liu & Nocedal, Math. Programming 45, 1989), a drop-in for ``torch.optim.LBFGS``.
 
+    Same signature, defaults and state keys as ``torch.optim.LBFGS``: one parameter group,
+    ``step(closure)`` runs up to ``max_iter`` iterations and ``max_eval`` closure calls, stops
+    when :math:`\|\nabla f\|_\infty \le` ``tolerance_grad`` or when the step or the change in
+    loss falls below ``tolerance_change``. The direction comes from :func:`~curvlib.quasi_newton.lbfgs_direction`
+    (two-loop recursion, N&W Alg. 7.4, with :math:`H_k^0 = \frac{s^\top y}{y^\top y} I`), the
+    step from :func:`~curvlib.quasi_newton.strong_wolfe` (N&W Alg. 3.5/3.6) when ``line_search_fn="strong_wolfe"``,
+    else the fixed step ``lr``.
 
-def _hyperparameters(cls):
-    """The constructor's hyperparameters and their defaults (torch switches left out)."""
-    skip = {"self", "params", "foreach", "capturable", "differentiable", "fused"}
-    return {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()
-            if n not in skip}
-
-
-def make_optimizer(name, params, **hyper):
-    """Build the optimizer a method name stands for, e.g. ``make_optimizer("nesterov", ps,
-    lr=0.1)`` is ``SGD(ps, lr=0.1, momentum=0.9, nesterov=True)``.
-
-    ``name`` is one of :data:`METHODS` (``"sgd"``/``"gd"``, ``"momentum"``, ``"nesterov"``,
-    ``"adagrad"``, ``"rmsprop"``, ``"adam"``, ``"adamw"``); ``hyper`` are the class's keyword
-    arguments. ``"momentum"`` and ``"nesterov"`` default to ``momentum=0.9`` (the lecture's
-    :math:`\\gamma`); options a name fixes (``nesterov`` for ``"nesterov"``) can't be changed.
+    Differences from torch.optim.LBFGS (same direction formula, so the same method): the
+    first trial step is :math:`\eta\min(1, 1/\|\nabla f_0\|_2)` rather than
+    :math:`\eta\min(1, 1/\|\nabla f_0\|_1)`; the line search is N&W's (cubic extrapolation to
+    :math:`[2t, 10t]`, zoom kept 10% inside the bracket) rather than the port of minFunc's;
+    and a curvature pair is kept when :math:`y^\top s > \epsilon_{\text{mach}} y^\top y`
+    (L-BFGS-B's scale-free test) instead of :math:`y^\top s > 10^{-10}`, so the memory keeps
+    learning near a tight optimum.
+    :func:`curvlib.minimize` with ``method="lbfgs"`` runs the same iteration on numpy arrays.
     """
-    cls, hyper = _method(name, hyper)
-    if cls is AdamW:
-        hyper.pop("decoupled_weight_decay", None)
-    return cls(params, **hyper)
+
+    method = "lbfgs"
+
+    def __init__(self, params, lr=_LBFGS["lr"], max_iter=_LBFGS["max_iter"],
+                 max_eval=_LBFGS["max_eval"], tolerance_grad=_LBFGS["tolerance_grad"],
+                 tolerance_change=_LBFGS["tolerance_change"],
+                 history_size=_LBFGS["history_size"], line_search_fn=_LBFGS["line_search_fn"]):
+        defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
+                        tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                        history_size=history_size, line_search_fn=line_search_fn)
+        super().__init__(params, defaults)
+        group = self.param_groups[0]
+        if group["max_eval"] is None:  # torch.optim.LBFGS stores the number it uses
+            group["max_eval"] = self.defaults["max_eval"] = group["max_iter"] * 5 // 4
+
+    @torch.no_grad()
+    def step(self, closure):
+        """Run up to ``max_iter`` L-BFGS iterations; ``closure`` recomputes and returns the loss
+        after calling ``backward()``. Returns the loss at the start of the call."""
+        if closure is None:
+            raise TypeError("closure must be a callable that reevaluates the model and returns the loss")
+        closure = torch.enable_grad()(closure)
+        state = self.state[self._params[0]]  # global state, registered on the first parameter
+        orig_loss = closure()
+        state["func_evals"] = state.get("func_evals", 0) + 1
+
+        def evaluate(x):
+            self._set_params(x)
+            return float(closure()), self._flat_grad()
+
+        run = quasi_newton.lbfgs(evaluate, self._flat_params(), float(orig_loss),
+                                 self._flat_grad(), state, **self._hyper(self.param_groups[0]))
+        self._set_params(run.x)
+        return orig_loss
 
 
-def make_rule(name, **hyper):
-    """The rule a method name stands for, with its hyperparameters checked and bound.
+class Newton(_FlatOptimizer):
+    r"""Damped Newton's method for small models: one step per ``step(closure)`` call.
 
-    Returns ``(init, step)``: ``state = init(param)`` and ``step(param, grad, state)``
-    (in place, returns ``param``), for numpy arrays or torch tensors. These are the very
-    calls ``make_optimizer(name, ..., foreach=False)`` makes for each parameter, with the
-    same defaults, so a path computed with them equals the optimizer's step for step.
+    .. math:: \theta \leftarrow \theta + t\,d,\qquad (\nabla^2 L + \lambda I)\, d = -\nabla L.
 
-    >>> import numpy as np
-    >>> init, step = make_rule("adam", lr=0.1)
-    >>> x = np.array([1.0, -2.0]); state = init(x)
-    >>> step(x, 2 * x, state)  # one Adam step on f(x) = |x|^2
-    array([ 0.9, -1.9])
+    The dense Hessian of the closure's loss over all parameters (flattened into one vector of
+    :math:`n` numbers) comes from double backward (``torch.autograd.grad`` with
+    ``create_graph=True``, then one batched backward for the :math:`n` rows), so the cost is
+    :math:`O(n^2)` memory and :math:`O(n^3)` for the solve: meant for :math:`n` up to a few
+    thousand. **The closure must return the loss without calling** ``backward()``: Newton
+    differentiates it twice itself (and stores the gradient in ``p.grad``).
+
+    Globalisation, choose at most one:
+
+    * ``line_search_fn=None``: the step :math:`t =` ``lr``, with constant ``damping``
+      :math:`\lambda`. Pure Newton (``damping=0``) is attracted by saddle points.
+    * ``line_search_fn="backtracking"``: :math:`H + \lambda I` is made positive definite if
+      needed (N&W Alg. 3.3), then :math:`t` starts at ``lr`` and is halved until the Armijo
+      condition holds (N&W Alg. 3.1).
+    * ``adaptive_damping=True``: Levenberg-Marquardt-style damping. A step that lowers the
+      loss is taken and :math:`\lambda \leftarrow \lambda/10`; one that does not is rejected
+      (the parameters stay) and :math:`\lambda \leftarrow 10\lambda`. ``damping > 0`` is the
+      starting value. (K. Levenberg, Quart. Appl. Math. 2:164-168, 1944; D. W. Marquardt,
+      J. SIAM 11(2):431-441, 1963.)
+
+    The current damping and the step count live in ``state_dict()``.
     """
-    cls, hyper = _method(name, hyper)
-    known = _hyperparameters(cls)
-    if cls is AdamW:
-        hyper.pop("decoupled_weight_decay", None)
-    unknown = sorted(set(hyper) - set(known))
-    if unknown:
-        raise TypeError(f"unexpected hyperparameter(s) {unknown} for {name!r}; "
-                        f"expected some of {sorted(known)}")
-    group = {**known, **hyper, "foreach": False}
-    if cls is AdamW:
-        group["decoupled_weight_decay"] = True
-    group = cls.check_hyper(group)
-    init_kwargs, rule_kwargs = cls.init_kwargs(group), cls.rule_kwargs(group)
 
-    def init(param):
-        return cls.init_rule(param, **init_kwargs)
+    method = "newton"
+    damping_factor = quasi_newton.LEVENBERG_FACTOR
+    closure_backward = False  # the closure returns the loss; Newton differentiates it itself
 
-    def step(param, grad, state):
-        return cls.rule(param, grad, state, **rule_kwargs)
+    def __init__(self, params, lr=_NEWTON["lr"], damping=_NEWTON["damping"],
+                 line_search_fn=_NEWTON["line_search_fn"],
+                 adaptive_damping=_NEWTON["adaptive_damping"], tolerance_grad=1e-7):
+        super().__init__(params, dict(lr=lr, damping=damping, line_search_fn=line_search_fn,
+                                      adaptive_damping=adaptive_damping,
+                                      tolerance_grad=tolerance_grad))
 
-    return init, step
+    def _gradient_and_hessian(self, loss):
+        params = self._params
+        if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
+            raise RuntimeError("Newton's closure must return the loss as a tensor attached to "
+                               "the parameters' graph (and must not call backward())")
+        try:
+            grads = torch.autograd.grad(loss, params, create_graph=True, materialize_grads=True)
+        except RuntimeError as err:
+            raise RuntimeError("Newton could not differentiate the closure's loss; the closure "
+                               "must not call backward() (Newton does it): " + str(err)) from err
+        g = torch.cat([gr.reshape(-1) for gr in grads])
+        n = g.numel()
+        if not g.requires_grad:  # loss linear in the parameters: zero Hessian
+            return g.detach(), g.new_zeros(n, n)
+        try:
+            rows = torch.autograd.grad(g, params, grad_outputs=torch.eye(n, dtype=g.dtype, device=g.device),
+                                       is_grads_batched=True, retain_graph=True, materialize_grads=True)
+            H = torch.cat([r.reshape(n, -1) for r in rows], dim=1)
+        except RuntimeError:  # an op without a batching rule: one backward per row
+            H = torch.stack([torch.cat([r.reshape(-1) for r in torch.autograd.grad(
+                g[i], params, retain_graph=True, materialize_grads=True)]) for i in range(n)])
+        return g.detach(), H.detach()
+
+    @torch.no_grad()
+    def step(self, closure):
+        """One damped Newton step; ``closure`` returns the loss (without calling backward)."""
+        if closure is None:
+            raise TypeError("closure must be a callable that returns the loss")
+        group = self.param_groups[0]
+        state = self.state[self._params[0]]
+        state.setdefault("step", 0)
+        state.setdefault("damping", group["damping"])
+        with torch.enable_grad():
+            loss = closure()
+            g, H = self._gradient_and_hessian(loss)
+        offset = 0
+        for p in self._params:
+            p.grad = g[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        if float(g.abs().max()) <= group["tolerance_grad"]:
+            return loss
+        state["step"] += 1
+
+        def value(x):
+            self._set_params(x)
+            return float(closure())
+
+        x, _ = quasi_newton.newton_step(value, self._flat_params(), float(loss), g, H, state,
+                                        **self._hyper(group))
+        self._set_params(x)
+        return loss
 
 
 # --------------------------------------------------------------------------------------
-# Second-order optimizers live in their own modules and are re-exported here, so that
-# ``curvlib.optim`` is the one place to find every optimizer of the book.
+# By name: factory(name, **hyper) -> make(model, lr); make_optimizer(name, params, **hyper)
 # --------------------------------------------------------------------------------------
-from .quasi_newton import LBFGS, Newton  # noqa: E402
 from .second_order import KFAC, Shampoo  # noqa: E402
-
-__all__ += ["LBFGS", "Newton", "KFAC", "Shampoo"]
-
-
-# --------------------------------------------------------------------------------------
-# The one factory convention: factory(name, **hyper) -> (model, lr) -> optimizer
-# --------------------------------------------------------------------------------------
-_SECOND_ORDER_CLASSES = {"lbfgs": "LBFGS", "newton": "Newton", "kfac": "KFAC",
-                         "shampoo": "Shampoo"}
-_TORCH_SWITCHES = {"foreach", "capturable", "differentiable", "fused"}
 
 
 class OptimizerFactory:
@@ -590,82 +559,58 @@ class OptimizerFactory:
     param groups are independent: the first-order methods).
     """
 
-    def __init__(self, name, cls, hyper):
-        self.name, self._cls, self._hyper = name, cls, dict(hyper)
-        self.needs_model = name == "kfac"
-        self.elementwise = issubclass(cls, RuleOptimizer)
+    def __init__(self, method, hyper):
+        self._method, self._hyper = method, dict(hyper)
+        self.name = method.name
+        self.needs_model, self.elementwise = method.needs_model, method.elementwise
 
     @property
     def hyper(self):
         return dict(self._hyper)
 
     def __call__(self, model, lr=None):
-        hyper = dict(self._hyper)
-        if lr is not None:
-            hyper["lr"] = lr
+        cls = globals()[self._method.optimizer]
+        hyper = self.hyper if lr is None else {**self._hyper, "lr": lr}
         if self.needs_model:
             if not isinstance(model, torch.nn.Module):
                 raise TypeError(f"model must be a torch.nn.Module for {self.name!r} (K-FAC "
                                 f"reads its layers), got {type(model).__name__}")
-            return self._cls(model, **hyper)
-        params = model.parameters() if isinstance(model, torch.nn.Module) else model
-        return self._cls(params, **hyper)
+            return cls(model, **hyper)
+        return cls(model.parameters() if isinstance(model, torch.nn.Module) else model, **hyper)
 
     def __repr__(self):
         args = "".join(f", {k}={v!r}" for k, v in self._hyper.items())
         return f"factory({self.name!r}{args})"
 
 
-def _factory_class(key):
-    if key in _SECOND_ORDER_CLASSES:
-        return globals()[_SECOND_ORDER_CLASSES[key]], {}
-    cls, defaults, fixed = METHODS[key]
-    return cls, {**defaults, **fixed}
-
-
 def factory(name, **hyper):
-    """The optimizer factory of method ``name``: ``make = factory("adam", lr=1e-3)``, then
+    r"""The optimizer factory of method ``name``: ``make = factory("adam", lr=1e-3)``, then
     ``optimizer = make(model, lr)``.
 
-    ``name`` is one of ``"sgd"``, ``"gd"``, ``"momentum"``, ``"nesterov"``, ``"adagrad"``,
-    ``"rmsprop"``, ``"adam"``, ``"adamw"``, ``"lbfgs"``, ``"newton"``, ``"kfac"``,
-    ``"shampoo"``; ``hyper`` are the keyword arguments of its class (torch.optim's names).
-    Every factory has the same call, ``make(model, lr)``, so K-FAC (which needs the model)
-    and Adam (which needs only the parameters) sit in the same dict of contenders.
+    ``name`` is a key of :data:`curvlib.methods.METHODS` (``"sgd"``, ``"gd"``,
+    ``"momentum"``, ``"nesterov"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``, ``"adamw"``,
+    ``"lbfgs"``, ``"newton"``, ``"kfac"``, ``"shampoo"``); ``hyper`` are the keyword arguments
+    of its class (torch.optim's names). Every factory has the same call, ``make(model, lr)``,
+    so K-FAC (which needs the model) and Adam (which needs only the parameters) sit in the
+    same dict of contenders. ``"momentum"`` and ``"nesterov"`` default to ``momentum=0.9``
+    (the lecture's :math:`\gamma`); an option a name fixes can't be changed.
 
     Unknown hyperparameters raise ``ValueError`` naming them; bad values raise here too
     (the factory builds its optimizer once on a one-number stand-in to check them).
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a string, got {type(name).__name__}")
-    key = name.lower()
-    choices = sorted(set(METHODS) | set(_SECOND_ORDER_CLASSES))
-    if key not in choices:
-        raise ValueError(f"name must be one of {choices}, got {name!r}")
-    cls, fixed = _factory_class(key)
-    known = set(inspect.signature(cls.__init__).parameters) - {"self", "params", "model"}
-    if cls is AdamW:
-        known.add("decoupled_weight_decay")
-    unknown = sorted(set(hyper) - known)
-    if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for {key!r}; it takes "
-                         f"{sorted(known)}")
-    for option, value in fixed.items():
-        if option in hyper and hyper[option] != value:
-            raise ValueError(f"method {key!r} fixes {option}={value!r}, got "
-                             f"{option}={hyper[option]!r}")
-    hyper = {**fixed, **hyper}
-    if cls is AdamW:
-        hyper.pop("decoupled_weight_decay", None)
-    made = OptimizerFactory(key, cls, hyper)
-    _probe(made)
+    method = methods.get(name)
+    methods.resolve(method.name, hyper, options=method.options)  # names and fixed options
+    made = OptimizerFactory(method, {**method.defaults, **method.fixed, **hyper})
+    if made.needs_model:  # the values, checked by the class itself on a stand-in
+        made(torch.nn.Linear(1, 1)).remove_hooks()
+    else:
+        made([torch.zeros(1, requires_grad=True)])
     return made
 
 
-def _probe(made):
-    """Build ``made``'s optimizer on a one-number stand-in, so bad values fail at once."""
-    if made.needs_model:
-        probe = made(torch.nn.Linear(1, 1))
-        probe.remove_hooks()
-    else:
-        made([torch.zeros(1, requires_grad=True)])
+def make_optimizer(name, params, **hyper):
+    """Build the optimizer a method name stands for, e.g. ``make_optimizer("nesterov", ps,
+    lr=0.1)`` is ``SGD(ps, lr=0.1, momentum=0.9, nesterov=True)``; the same as
+    ``factory(name, **hyper)(params)``.
+    """
+    return factory(name, **hyper)(params)

@@ -1,25 +1,28 @@
-r"""L-BFGS and damped Newton: the curvature-using optimizers of the book.
+r"""L-BFGS and damped Newton as array code, shared by :func:`curvlib.minimize` and :mod:`curvlib.optim`.
 
-The module has two layers.
+Everything here takes flat numpy arrays or flat torch tensors alike (``+ - * /``, ``.dot``,
+``abs(.).max()`` and a linear solve), and imports no torch:
 
-1. **Array code** shared with :func:`curvlib.minimize`: the L-BFGS two-loop recursion
-   (:func:`two_loop_direction`), its memory (:func:`update_memory`, :func:`lbfgs_direction`),
-   the strong-Wolfe line search (:func:`strong_wolfe`), Armijo backtracking
-   (:func:`backtracking`) and the damped Newton direction (:func:`newton_direction`). They take
-   flat numpy arrays or flat torch tensors alike and use only ``+ - * /``, ``.dot`` and
-   ``abs(.).max()``.
-2. **torch optimizers** built on that code: :class:`LBFGS`, with ``torch.optim.LBFGS``'s
-   signature, defaults and state keys, and :class:`Newton` for small models.
+* the pieces: the L-BFGS two-loop recursion (:func:`two_loop_direction`) and its memory
+  (:func:`update_memory`, :func:`lbfgs_direction`), the dense inverse-BFGS update it
+  replaces (:func:`bfgs_inverse_update`), the strong-Wolfe line search
+  (:func:`strong_wolfe`), Armijo backtracking (:func:`backtracking`) and the damped Newton
+  direction (:func:`newton_direction`);
+* the loops, written once: :func:`lbfgs` (iterations of L-BFGS from a point) and
+  :func:`newton_step` (one damped Newton iteration). :func:`curvlib.minimize` calls them on
+  numpy arrays; :class:`curvlib.optim.LBFGS` and :class:`curvlib.optim.Newton` flatten the
+  parameters into one vector and call them on tensors. So the path a widget draws is, step
+  for step, what the torch optimizer takes.
 
 Reference for the algorithms: J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed.,
-Springer, 2006 (cited below as N&W) -- Alg. 7.4 (two-loop recursion), eq. 7.20 (scaling of
-:math:`H_k^0`), Alg. 3.5/3.6 (line search for the strong Wolfe conditions), eq. 3.59 (cubic
-interpolation), Alg. 3.1 (backtracking) and Alg. 3.3 (Cholesky with added multiple of the
-identity). L-BFGS itself: D. C. Liu and J. Nocedal, "On the limited memory BFGS method for
-large scale optimization", Mathematical Programming 45:503-528, 1989. scipy's L-BFGS-B, the
-yardstick of ``benchmarks/lbfgs.py``: R. H. Byrd, P. Lu, J. Nocedal and C. Zhu, "A limited
-memory algorithm for bound constrained optimization", SIAM J. Sci. Comput. 16(5):1190-1208,
-1995.
+Springer, 2006 (cited below as N&W) -- Alg. 7.4 (two-loop recursion), eq. 6.17 (inverse BFGS
+update), eq. 7.20 (scaling of :math:`H_k^0`), Alg. 3.5/3.6 (line search for the strong Wolfe
+conditions), eq. 3.59 (cubic interpolation), Alg. 3.1 (backtracking) and Alg. 3.3 (Cholesky
+with added multiple of the identity). L-BFGS itself: D. C. Liu and J. Nocedal, "On the
+limited memory BFGS method for large scale optimization", Mathematical Programming
+45:503-528, 1989. scipy's L-BFGS-B, the yardstick of ``benchmarks/lbfgs.py``: R. H. Byrd,
+P. Lu, J. Nocedal and C. Zhu, "A limited memory algorithm for bound constrained
+optimization", SIAM J. Sci. Comput. 16(5):1190-1208, 1995.
 """
 from __future__ import annotations
 
@@ -27,22 +30,16 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import torch
-from torch.optim import Optimizer
 
-from ._checks import check_int, check_nonnegative
-
-__all__ = ["two_loop_direction", "update_memory", "lbfgs_direction", "strong_wolfe",
-           "backtracking", "newton_direction", "LBFGS", "Newton", "LEVENBERG_FACTOR"]
+__all__ = ["two_loop_direction", "update_memory", "lbfgs_direction", "bfgs_inverse_update",
+           "strong_wolfe", "backtracking", "newton_direction", "lbfgs", "LBFGSRun",
+           "newton_step", "LEVENBERG_FACTOR"]
 
 _EPS = float(np.finfo(float).eps)
 
 
-def check_option(name, value, choices):
-    """``value`` must be one of ``choices`` (which may include ``None``)."""
-    if not any(value is c or (c is not None and value == c) for c in choices):
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
+def _is_tensor(x):
+    return type(x).__module__.startswith("torch")
 
 
 def _dot(a, b):
@@ -60,6 +57,13 @@ def _axpy(y, alpha, x):
     else:
         y += alpha * x
     return y
+
+
+def _eye_like(H):
+    if _is_tensor(H):
+        import torch
+        return torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    return np.eye(H.shape[0], dtype=H.dtype)
 
 
 # ======================================================================================
@@ -124,6 +128,30 @@ def update_memory(state, s, y, history_size):
     state["ro"].append(1.0 / ys)
     state["H_diag"] = ys / yy
     return True
+
+
+def bfgs_inverse_update(H, s, y):
+    r"""One BFGS update of a dense inverse-Hessian approximation :math:`H` (N&W eq. 6.17).
+
+    .. math::
+        H_{+} = (I - \rho s y^\top)\, H\, (I - \rho y s^\top) + \rho s s^\top,
+        \qquad \rho = 1/(y^\top s),
+
+    with :math:`s` the step and :math:`y` the change in gradient. It needs the curvature
+    condition :math:`y^\top s > 0`, which keeps :math:`H_{+}` positive definite, and costs
+    :math:`O(n^2)` memory and time: what L-BFGS avoids by applying the same updates
+    implicitly (:func:`two_loop_direction`). Works on numpy arrays and torch tensors.
+    """
+    n = s.shape[0] if len(s.shape) == 1 else -1
+    if n < 1 or tuple(y.shape) != (n,) or tuple(H.shape) != (n, n):
+        raise ValueError(f"s and y must be vectors of one length n and H n x n, got "
+                         f"{tuple(s.shape)}, {tuple(y.shape)}, {tuple(H.shape)}")
+    ys = _dot(y, s)
+    if not ys > 0:
+        raise ValueError(f"y and s must satisfy the curvature condition y^T s > 0, got {ys}")
+    rho = 1.0 / ys
+    V = _eye_like(H) - rho * (y[:, None] * s[None, :])  # I - rho y s^T; V^T = I - rho s y^T
+    return V.T @ H @ V + rho * (s[:, None] * s[None, :])
 
 
 def lbfgs_direction(state, grad, lr, history_size):
@@ -285,18 +313,16 @@ def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30):
 LEVENBERG_FACTOR = 10.0
 
 
-def _linalg(x):
-    return torch.linalg if isinstance(x, torch.Tensor) else np.linalg
-
-
-def _eye_like(H):
-    if isinstance(H, torch.Tensor):
-        return torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
-    return np.eye(H.shape[0], dtype=H.dtype)
+def _solve(A, b):
+    if _is_tensor(A):
+        import torch
+        return torch.linalg.solve(A, b)
+    return np.linalg.solve(A, b)
 
 
 def _is_positive_definite(A):
-    if isinstance(A, torch.Tensor):
+    if _is_tensor(A):
+        import torch
         return int(torch.linalg.cholesky_ex(A).info) == 0
     try:
         np.linalg.cholesky(A)
@@ -324,269 +350,132 @@ def newton_direction(grad, H, damping=0.0, *, positive_definite=False, beta=1e-3
             tau = max(2 * tau, beta)
         A = A + tau * eye
         damping = damping + tau
-    d = -_linalg(H).solve(A, grad)
+    d = -_solve(A, grad)
     return d, damping
 
 
 # ======================================================================================
-# torch optimizers
+# The loops, shared by curvlib.minimize (numpy) and curvlib.optim (torch)
 # ======================================================================================
-class _FlatParamsMixin:
-    """One flat view of all parameters (L-BFGS and Newton think of a single vector)."""
-
-    def _init_flat(self, name):
-        if len(self.param_groups) != 1:
-            raise ValueError(f"{name} doesn't support per-parameter options (parameter groups)")
-        self._params = self.param_groups[0]["params"]
-        for p in self._params:
-            if torch.is_complex(p):
-                raise TypeError(f"{name} supports real parameters only, got dtype {p.dtype}")
-
-    def _gather_flat_grad(self):
-        return torch.cat([p.new_zeros(p.numel()) if p.grad is None else p.grad.reshape(-1)
-                          for p in self._params])
-
-    def _add_step(self, t, d):
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.add_(d[offset:offset + n].view_as(p), alpha=t)
-            offset += n
-
-    def _clone_params(self):
-        return [p.clone(memory_format=torch.contiguous_format) for p in self._params]
-
-    def _set_params(self, values):
-        for p, v in zip(self._params, values):
-            p.copy_(v)
+class LBFGSRun(NamedTuple):
+    """What :func:`lbfgs` ends with: the point, its value and gradient, the iterations taken,
+    the evaluations made and why it stopped."""
+    x: object
+    f: float
+    g: object
+    n_iter: int
+    evals: int
+    reason: str
 
 
-def _check_lr(lr):
-    if isinstance(lr, torch.Tensor):
-        if lr.numel() != 1:
-            raise ValueError("lr must be a float or a 1-element tensor")
-        return lr
-    return check_nonnegative("lr", lr)
+def lbfgs(evaluate, x, f, g, state, *, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7,
+          tolerance_change=1e-9, history_size=100, line_search_fn=None):
+    r"""Up to ``max_iter`` L-BFGS iterations from ``x``, whose value ``f`` and gradient ``g``
+    are known; the keywords and defaults are ``torch.optim.LBFGS``'s.
 
+    Each iteration takes the direction of :func:`lbfgs_direction` (two-loop recursion), then
+    the step :func:`strong_wolfe` finds (``line_search_fn="strong_wolfe"``) or the fixed
+    first trial step (``None``), and moves to :math:`x + t d`. ``evaluate(x)`` returns
+    ``(f, g)``. ``state`` (a dict, torch.optim.LBFGS's keys) carries the memory from one
+    call to the next, so calling this with ``max_iter=1`` again and again is the same run.
 
-class LBFGS(_FlatParamsMixin, Optimizer):
-    r"""L-BFGS (Liu & Nocedal, Math. Programming 45, 1989), a drop-in for ``torch.optim.LBFGS``.
+    It stops, with ``reason``:
 
-    Same signature, defaults and state keys as ``torch.optim.LBFGS``: one parameter group,
-    ``step(closure)`` runs up to ``max_iter`` iterations and ``max_eval`` closure calls, stops
-    when :math:`\|\nabla f\|_\infty \le` ``tolerance_grad`` or when the step or the change in
-    loss falls below ``tolerance_change``. The direction comes from :func:`~curvlib.quasi_newton.lbfgs_direction`
-    (two-loop recursion, N&W Alg. 7.4, with :math:`H_k^0 = \frac{s^\top y}{y^\top y} I`), the
-    step from :func:`~curvlib.quasi_newton.strong_wolfe` (N&W Alg. 3.5/3.6) when ``line_search_fn="strong_wolfe"``,
-    else the fixed step ``lr``.
+    * ``"tolerance_grad"``: :math:`\|g\|_\infty \le` ``tolerance_grad``, at the start or
+      after a step;
+    * ``"no_descent"``: :math:`g^\top d \ge -` ``tolerance_change`` (no step taken);
+    * ``"line_search"``: the line search found no decrease (no step taken);
+    * ``"tolerance_change"``: the step :math:`t\|d\|_\infty` or the change in :math:`f` fell
+      below ``tolerance_change``;
+    * ``"max_iter"`` or ``"max_eval"``: out of iterations, or of evaluations (``max_eval``
+      counts the one that gave ``f`` and ``g``; default ``max_iter * 5 // 4``, as torch).
 
-    Differences from torch.optim.LBFGS (same direction formula, so the same method): the
-    first trial step is :math:`\eta\min(1, 1/\|\nabla f_0\|_2)` rather than
-    :math:`\eta\min(1, 1/\|\nabla f_0\|_1)`; the line search is N&W's (cubic extrapolation to
-    :math:`[2t, 10t]`, zoom kept 10% inside the bracket) rather than the port of minFunc's;
-    and a curvature pair is kept when :math:`y^\top s > \epsilon_{\text{mach}} y^\top y`
-    (L-BFGS-B's scale-free test) instead of :math:`y^\top s > 10^{-10}`, so the memory keeps
-    learning near a tight optimum.
-    :func:`curvlib.minimize` with ``method="lbfgs"`` runs the same iteration on numpy arrays.
+    Without a line search the last iteration does not evaluate its new point (``f`` and
+    ``g`` come back ``None``): torch.optim.LBFGS saves that call, as the next ``step``
+    evaluates anyway (perhaps on a new batch).
     """
-
-    def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7,
-                 tolerance_change=1e-9, history_size=100, line_search_fn=None):
-        lr = _check_lr(lr)
-        max_iter = check_int("max_iter", max_iter, minimum=1)
-        if max_eval is None:
-            max_eval = max_iter * 5 // 4
-        max_eval = check_int("max_eval", max_eval, minimum=1)
-        defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
-                        tolerance_grad=check_nonnegative("tolerance_grad", tolerance_grad),
-                        tolerance_change=check_nonnegative("tolerance_change", tolerance_change),
-                        history_size=check_int("history_size", history_size, minimum=1),
-                        line_search_fn=check_option("line_search_fn", line_search_fn,
-                                                    (None, "strong_wolfe")))
-        super().__init__(params, defaults)
-        self._init_flat("LBFGS")
-
-    def _directional_evaluate(self, closure, x, t, d):
-        self._add_step(t, d)
-        loss = float(closure())
-        flat_grad = self._gather_flat_grad()
-        self._set_params(x)
-        return loss, flat_grad
-
-    @torch.no_grad()
-    def step(self, closure):
-        """Run up to ``max_iter`` L-BFGS iterations; ``closure`` recomputes and returns the loss
-        after calling ``backward()``. Returns the loss at the start of the call."""
-        if closure is None:
-            raise TypeError("closure must be a callable that reevaluates the model and returns the loss")
-        closure = torch.enable_grad()(closure)
-        group = self.param_groups[0]
-        lr = float(group["lr"])
-        max_iter, max_eval = group["max_iter"], group["max_eval"]
-        tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
-        state = self.state[self._params[0]]  # global state, registered on the first parameter
-        state.setdefault("func_evals", 0)
-        state.setdefault("n_iter", 0)
-
-        orig_loss = closure()
-        loss = float(orig_loss)
-        evals = 1
-        state["func_evals"] += 1
-        flat_grad = self._gather_flat_grad()
-        if _max_abs(flat_grad) <= tolerance_grad:
-            return orig_loss
-
-        n_iter = 0
-        while n_iter < max_iter:
-            n_iter += 1
-            state["n_iter"] += 1
-            d, t = lbfgs_direction(state, flat_grad, lr, group["history_size"])
-            gtd = _dot(flat_grad, d)
-            if gtd > -tolerance_change:  # not a (useful) descent direction
-                break
-            state["prev_flat_grad"] = flat_grad
-            state["prev_loss"] = prev_loss = loss
-
-            if group["line_search_fn"] == "strong_wolfe":
-                x0 = self._clone_params()
-                t, loss, flat_grad, ls_evals = strong_wolfe(
-                    lambda step: self._directional_evaluate(closure, x0, step, d), d, loss,
-                    flat_grad, t, max_evals=max(1, max_eval - evals),
-                    tolerance_change=tolerance_change)
-                self._add_step(t, d)
-            else:
-                self._add_step(t, d)
-                ls_evals = 0
-                if n_iter != max_iter:  # the next call re-evaluates anyway (maybe on a new batch)
-                    loss = float(closure())
-                    flat_grad = self._gather_flat_grad()
-                    ls_evals = 1
-            state["d"], state["t"] = d, t
-            evals += ls_evals
-            state["func_evals"] += ls_evals
-
-            if n_iter == max_iter or evals >= max_eval:
-                break
-            if _max_abs(flat_grad) <= tolerance_grad:
-                break
-            if t * _max_abs(d) <= tolerance_change or abs(loss - prev_loss) < tolerance_change:
-                break
-        return orig_loss
+    if max_eval is None:
+        max_eval = max_iter * 5 // 4
+    state.setdefault("func_evals", 0)
+    state.setdefault("n_iter", 0)
+    evals = 1
+    if _max_abs(g) <= tolerance_grad:
+        return LBFGSRun(x, f, g, 0, evals, "tolerance_grad")
+    for n_iter in range(1, max_iter + 1):
+        state["n_iter"] += 1
+        d, t = lbfgs_direction(state, g, lr, history_size)
+        if not _dot(g, d) < -tolerance_change:  # not a (useful) descent direction
+            return LBFGSRun(x, f, g, n_iter - 1, evals, "no_descent")
+        state["prev_flat_grad"], state["prev_loss"] = g, f
+        prev_f = f
+        if line_search_fn == "strong_wolfe":
+            t, f, g, used = strong_wolfe(lambda s: evaluate(x + s * d), d, f, g, t,
+                                         max_evals=max(1, max_eval - evals),
+                                         tolerance_change=tolerance_change)
+        elif n_iter < max_iter:
+            f, g = evaluate(x + t * d)
+            used = 1
+        else:
+            f = g = None
+            used = 0
+        state["d"], state["t"] = d, t
+        state["func_evals"] += used
+        evals += used
+        if t == 0 and line_search_fn == "strong_wolfe":  # no decrease found: stay where we are
+            return LBFGSRun(x, f, g, n_iter - 1, evals, "line_search")
+        x = x + t * d
+        if f is None:
+            return LBFGSRun(x, f, g, n_iter, evals, "max_iter")
+        if _max_abs(g) <= tolerance_grad:
+            return LBFGSRun(x, f, g, n_iter, evals, "tolerance_grad")
+        if t * _max_abs(d) <= tolerance_change or abs(f - prev_f) < tolerance_change:
+            return LBFGSRun(x, f, g, n_iter, evals, "tolerance_change")
+        if evals >= max_eval:
+            return LBFGSRun(x, f, g, n_iter, evals, "max_eval")
+    return LBFGSRun(x, f, g, max_iter, evals, "max_iter")
 
 
-class Newton(_FlatParamsMixin, Optimizer):
-    r"""Damped Newton's method for small models: one step per ``step(closure)`` call.
+def newton_step(value, x, f, g, H, state, *, lr=1.0, damping=0.0, line_search_fn=None,
+                adaptive_damping=False):
+    r"""One damped Newton iteration from ``x`` (value ``f``, gradient ``g``, Hessian ``H``).
 
-    .. math:: \theta \leftarrow \theta + t\,d,\qquad (\nabla^2 L + \lambda I)\, d = -\nabla L.
+    .. math:: x_{+} = x + t\,d,\qquad (H + \lambda I)\, d = -g.
 
-    The dense Hessian of the closure's loss over all parameters (flattened into one vector of
-    :math:`n` numbers) comes from double backward (``torch.autograd.grad`` with
-    ``create_graph=True``, then one batched backward for the :math:`n` rows), so the cost is
-    :math:`O(n^2)` memory and :math:`O(n^3)` for the solve: meant for :math:`n` up to a few
-    thousand. **The closure must return the loss without calling** ``backward()``: Newton
-    differentiates it twice itself (and stores the gradient in ``p.grad``).
+    ``value(x)`` returns :math:`f(x)`; ``state["damping"]`` carries :math:`\lambda` from one
+    iteration to the next (it starts at ``damping``). Globalisation, at most one:
 
-    Globalisation, choose at most one:
-
-    * ``line_search_fn=None``: the step :math:`t =` ``lr``, with constant ``damping``
-      :math:`\lambda`. Pure Newton (``damping=0``) is attracted by saddle points.
+    * ``line_search_fn=None``: :math:`t =` ``lr``, constant :math:`\lambda`. Pure Newton
+      (``damping=0``) is drawn to saddle points as much as to minima.
     * ``line_search_fn="backtracking"``: :math:`H + \lambda I` is made positive definite if
       needed (N&W Alg. 3.3), then :math:`t` starts at ``lr`` and is halved until the Armijo
-      condition holds (N&W Alg. 3.1).
-    * ``adaptive_damping=True``: Levenberg-Marquardt-style damping. A step that lowers the
-      loss is taken and :math:`\lambda \leftarrow \lambda/10`; one that does not is rejected
-      (the parameters stay) and :math:`\lambda \leftarrow 10\lambda`. ``damping > 0`` is the
-      starting value. (K. Levenberg, Quart. Appl. Math. 2:164-168, 1944; D. W. Marquardt,
-      J. SIAM 11(2):431-441, 1963.)
+      condition holds (:func:`backtracking`); :math:`t = 0` if it never does.
+    * ``adaptive_damping=True`` (Levenberg-Marquardt): a step that lowers :math:`f` is taken
+      and :math:`\lambda \leftarrow \lambda/10`; one that does not is rejected (:math:`t = 0`)
+      and :math:`\lambda \leftarrow 10\lambda`. K. Levenberg, Quart. Appl. Math. 2:164-168,
+      1944; D. W. Marquardt, J. SIAM 11(2):431-441, 1963.
 
-    The current damping and the step count live in ``state_dict()``.
+    Returns ``(x_new, t)``; ``x_new`` is ``x`` itself when :math:`t = 0`.
     """
+    lam = float(state.setdefault("damping", damping))
+    globalised = line_search_fn is not None or adaptive_damping
+    d, _ = newton_direction(g, H, lam, positive_definite=globalised)
+    t = lr
+    if line_search_fn == "backtracking":
+        t, _, _ = backtracking(lambda s: value(x + s * d), f, _dot(g, d), t)
+    elif adaptive_damping:
+        f_trial = float(value(x + t * d))
+        if math.isfinite(f_trial) and f_trial < f:
+            state["damping"] = lam / LEVENBERG_FACTOR
+        else:  # reject the step, damp more
+            state["damping"] = lam * LEVENBERG_FACTOR
+            t = 0.0
+    return (x + t * d if t != 0 else x), t
 
-    damping_factor = LEVENBERG_FACTOR
 
-    def __init__(self, params, lr=1.0, damping=0.0, line_search_fn=None, adaptive_damping=False,
-                 tolerance_grad=1e-7):
-        lr = _check_lr(lr)
-        damping = check_nonnegative("damping", damping)
-        check_option("line_search_fn", line_search_fn, (None, "backtracking"))
-        if not isinstance(adaptive_damping, bool):
-            raise TypeError(f"adaptive_damping must be a bool, got {adaptive_damping!r}")
-        if adaptive_damping and damping <= 0:
-            raise ValueError(f"damping must be positive when adaptive_damping=True, got {damping}")
-        if adaptive_damping and line_search_fn is not None:
-            raise ValueError("line_search_fn must be None when adaptive_damping=True")
-        defaults = dict(lr=lr, damping=damping, line_search_fn=line_search_fn,
-                        adaptive_damping=adaptive_damping,
-                        tolerance_grad=check_nonnegative("tolerance_grad", tolerance_grad))
-        super().__init__(params, defaults)
-        self._init_flat("Newton")
-
-    def _gradient_and_hessian(self, loss):
-        params = self._params
-        if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
-            raise RuntimeError("Newton's closure must return the loss as a tensor attached to "
-                               "the parameters' graph (and must not call backward())")
-        try:
-            grads = torch.autograd.grad(loss, params, create_graph=True, materialize_grads=True)
-        except RuntimeError as err:
-            raise RuntimeError("Newton could not differentiate the closure's loss; the closure "
-                               "must not call backward() (Newton does it): " + str(err)) from err
-        g = torch.cat([gr.reshape(-1) for gr in grads])
-        n = g.numel()
-        if not g.requires_grad:  # loss linear in the parameters: zero Hessian
-            return g.detach(), g.new_zeros(n, n)
-        try:
-            rows = torch.autograd.grad(g, params, grad_outputs=torch.eye(n, dtype=g.dtype, device=g.device),
-                                       is_grads_batched=True, retain_graph=True, materialize_grads=True)
-            H = torch.cat([r.reshape(n, -1) for r in rows], dim=1)
-        except RuntimeError:  # an op without a batching rule: one backward per row
-            H = torch.stack([torch.cat([r.reshape(-1) for r in torch.autograd.grad(
-                g[i], params, retain_graph=True, materialize_grads=True)]) for i in range(n)])
-        return g.detach(), H.detach()
-
-    @torch.no_grad()
-    def step(self, closure):
-        """One damped Newton step; ``closure`` returns the loss (without calling backward)."""
-        if closure is None:
-            raise TypeError("closure must be a callable that returns the loss")
-        group = self.param_groups[0]
-        state = self.state[self._params[0]]
-        state.setdefault("step", 0)
-        state.setdefault("damping", group["damping"])
-        with torch.enable_grad():
-            loss = closure()
-            g, H = self._gradient_and_hessian(loss)
-        offset = 0
-        for p in self._params:
-            p.grad = g[offset:offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
-        if _max_abs(g) <= group["tolerance_grad"]:
-            return loss
-        state["step"] += 1
-        lr, damping = float(group["lr"]), float(state["damping"])
-        globalised = group["line_search_fn"] is not None or group["adaptive_damping"]
-        d, _ = newton_direction(g, H, damping, positive_definite=globalised)
-        f0 = float(loss)
-        if group["line_search_fn"] == "backtracking":
-            x0 = self._clone_params()
-
-            def phi(t):
-                self._add_step(t, d)
-                f = float(closure())
-                self._set_params(x0)
-                return f
-
-            t, _, _ = backtracking(phi, f0, _dot(g, d), lr)
-            self._add_step(t, d)
-        elif group["adaptive_damping"]:
-            x0 = self._clone_params()
-            self._add_step(lr, d)
-            f = float(closure())
-            if math.isfinite(f) and f < f0:
-                state["damping"] = damping / self.damping_factor
-            else:  # reject the step
-                self._set_params(x0)
-                state["damping"] = damping * self.damping_factor
-        else:
-            self._add_step(lr, d)
-        return loss
+def __getattr__(name):
+    # The torch optimizers built on these loops live in curvlib.optim (they need torch);
+    # their old address here is kept for code written before the move.
+    if name in ("LBFGS", "Newton"):
+        from . import optim
+        return getattr(optim, name)
+    raise AttributeError(f"module 'curvlib.quasi_newton' has no attribute {name!r}")

@@ -13,6 +13,11 @@ A rule is a pair, in the style of optax's ``init``/``update``:
 * ``<name>(param, grad, state, **hyper)`` takes one step, updating ``param`` and
   ``state`` **in place** and returning ``param``.
 
+The keyword arguments are torch.optim's names with torch.optim's defaults, written here
+once: :mod:`curvlib.methods` reads them from these signatures for :func:`curvlib.minimize`,
+the classes of :mod:`curvlib.optim` and :mod:`curvlib.memory`. ``init_<name>`` ignores
+keywords it does not use, so ``init(param, **hyper)`` works with a method's whole set.
+
 In-place updates keep the torch path free of extra copies; the numpy path gets the same
 semantics. Call the torch path under ``torch.no_grad()``. Hyperparameters are checked by
 the public constructors (:mod:`curvlib.optim`, :func:`curvlib.minimize`), not here, so
@@ -25,7 +30,6 @@ import math
 __all__ = [
     "zeros_like", "init_sgd", "sgd", "init_adagrad", "adagrad", "init_rmsprop", "rmsprop",
     "init_adam", "adam", "adamw", "init_heavy_ball", "heavy_ball",
-    "RULES",
 ]
 
 
@@ -52,7 +56,7 @@ def init_sgd(param, momentum=0.0, **_):
     return {"momentum_buffer": None, "step": 0}
 
 
-def sgd(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
+def sgd(param, grad, state, *, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
         weight_decay=0.0, maximize=False):
     r"""Stochastic gradient descent with optional momentum and Nesterov momentum.
 
@@ -115,7 +119,7 @@ def init_adagrad(param, initial_accumulator_value=0.0, **_):
     return {"sum": s, "step": 0}
 
 
-def adagrad(param, grad, state, *, lr, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+def adagrad(param, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
             maximize=False):
     r"""AdaGrad (Duchi, Hazan & Singer, 2011, JMLR 12:2121-2159), torch.optim.Adagrad's form.
 
@@ -143,7 +147,7 @@ def init_rmsprop(param, momentum=0.0, centered=False, **_):
     return state
 
 
-def rmsprop(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0,
+def rmsprop(param, grad, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
             momentum=0.0, centered=False, maximize=False):
     r"""RMSProp (Tieleman & Hinton, 2012, Coursera lecture 6.5), torch.optim.RMSprop's form.
 
@@ -188,7 +192,7 @@ def init_adam(param, amsgrad=False, **_):
     return state
 
 
-def adam(param, grad, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+def adam(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
          amsgrad=False, bias_correction=True, decoupled_weight_decay=False, maximize=False):
     r"""Adam (Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization", ICLR).
 
@@ -207,6 +211,7 @@ def adam(param, grad, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_dec
     with ``decoupled_weight_decay=True`` it shrinks the weights by :math:`1-\eta\lambda`
     before the step instead (AdamW, Loshchilov & Hutter, 2019, ICLR).
     """
+    beta1, beta2 = betas
     g = -grad if maximize else grad
     if weight_decay != 0:
         if decoupled_weight_decay:
@@ -234,24 +239,21 @@ def adam(param, grad, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_dec
     return param
 
 
-def adamw(param, grad, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2,
+def adamw(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
           amsgrad=False, bias_correction=True, maximize=False):
     r"""AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019, ICLR).
 
     .. math:: \theta \leftarrow (1-\eta\lambda)\,\theta, \text{ then the Adam step.}
     """
-    return adam(param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+    return adam(param, grad, state, lr=lr, betas=betas, eps=eps,
                 weight_decay=weight_decay, amsgrad=amsgrad, bias_correction=bias_correction,
                 decoupled_weight_decay=True, maximize=maximize)
 
 
-#: name -> (init, step); the names :func:`curvlib.minimize` accepts for first-order methods.
-RULES = {
-    "gd": (init_sgd, sgd),
-    "momentum": (init_sgd, sgd),
-    "nesterov": (init_sgd, sgd),
-    "adagrad": (init_adagrad, adagrad),
-    "rmsprop": (init_rmsprop, rmsprop),
-    "adam": (init_adam, adam),
-    "adamw": (init_adam, adamw),
-}
+def __getattr__(name):
+    # The table of methods is curvlib.methods.METHODS; RULES is its first-order part, kept
+    # under its old name for code written before the table existed.
+    if name == "RULES":
+        from .methods import METHODS
+        return {n: (m.init, m.step) for n, m in METHODS.items() if m.elementwise}
+    raise AttributeError(f"module 'curvlib.rules' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from ._checks import check_int, check_nonnegative, check_positive, check_unit_interval
+from ._checks import check_choice, check_int, check_nonnegative, check_positive, check_unit_interval
 
 __all__ = ["constant", "step_decay", "multistep", "cosine", "linear_warmup", "linear_decay",
            "warmup_cosine", "as_multiplier", "lr_curve", "SCHEDULES"]
@@ -166,9 +166,7 @@ SCHEDULES = {"constant": constant, "step": step_decay, "multistep": multistep,
 
 def _resolve(schedule):
     if isinstance(schedule, str):
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
-        return SCHEDULES[schedule]
+        return SCHEDULES[check_choice("schedule", schedule, SCHEDULES)]
     if not callable(schedule):
         raise TypeError(f"schedule must be a schedule function or its name, got {schedule!r}")
     return schedule

@@ -31,6 +31,14 @@ from ._checks import check_int, check_nonnegative, check_positive, check_unit_in
 __all__ = ["KFAC", "Shampoo", "kfac_bytes", "shampoo_bytes", "kfac_layers"]
 
 
+def _closure_loss(closure):
+    """The loss the closure returns, computed with gradients on (``None`` without one)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 # --------------------------------------------------------------------------------------
 # K-FAC
 # --------------------------------------------------------------------------------------
@@ -180,10 +188,7 @@ class KFAC(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         group = self.param_groups[0]
         lr, damping = group["lr"], group["damping"]
         hyper = dict(lr=lr, momentum=group["momentum"])
@@ -383,10 +388,7 @@ class Shampoo(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

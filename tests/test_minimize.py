@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_breast_cancer
 
 import curvlib.optim as co
-from curvlib import minimize, quasi_newton
+from curvlib import minimize
 from curvlib.landscapes import Beale, Quadratic, Rosenbrock, Saddle
 
 
@@ -94,23 +94,20 @@ def test_adam_without_bias_correction_is_the_lecture_form():
 # --------------------------------------------------------------------------------------
 # L-BFGS and Newton: minimize's path == curvlib's torch optimizer
 # --------------------------------------------------------------------------------------
-def lbfgs_class():
-    cls = getattr(co, "LBFGS", quasi_newton.LBFGS)
-    assert cls is quasi_newton.LBFGS  # curvlib.optim re-exports it (or will)
-    return cls
 
 
 @pytest.mark.parametrize("f", [Rosenbrock(), Beale(), Quadratic(100.0, 0.3)], ids=repr)
 @pytest.mark.parametrize("hyper", [dict(history_size=5), dict(), dict(line_search_fn=None, lr=0.2)],
                          ids=str)
 def test_lbfgs_path_equals_the_torch_optimizer(f, hyper):
-    """One minimize iteration is one step(max_iter=1) with minimize's line-search budget.
-    Rounding differs (torch's add_ fuses t * d + x), and Rosenbrock's valley amplifies it
-    to ~1e-10 in 25 steps, hence the tolerance."""
+    """One minimize iteration is one step(max_iter=1) with minimize's line-search budget:
+    both run curvlib.quasi_newton.lbfgs. The landscape's value and gradient are computed by
+    numpy here and by torch there; their rounding differs in the last bit, and Rosenbrock's
+    valley amplifies that to ~1e-10 in 25 steps, hence the tolerance."""
     res = minimize(f, f.start, method="lbfgs", maxiter=25, gtol=1e-10, **hyper)
     settings = {**dict(max_iter=1, max_eval=26, tolerance_grad=0.0, tolerance_change=0.0,
                        line_search_fn="strong_wolfe"), **hyper}
-    theirs = torch_path(lambda ps: lbfgs_class()(ps, **settings), f, f.start, res.nit)
+    theirs = torch_path(lambda ps: co.LBFGS(ps, **settings), f, f.start, res.nit)
     np.testing.assert_allclose(res.path, theirs, rtol=1e-8, atol=1e-12)
 
 
@@ -122,7 +119,7 @@ def test_lbfgs_path_equals_the_torch_optimizer(f, hyper):
 def test_newton_path_equals_the_torch_optimizer(f, hyper):
     res = minimize(f, f.start, method="newton", maxiter=15, gtol=1e-12, **hyper)
     x = torch.tensor(f.start, dtype=torch.float64, requires_grad=True)
-    opt = quasi_newton.Newton([x], tolerance_grad=0.0, **hyper)
+    opt = co.Newton([x], tolerance_grad=0.0, **hyper)
     path = [x.detach().clone()]
     for _ in range(res.nit):
         opt.step(lambda: f(x))
@@ -281,8 +278,14 @@ def quad(x):
     (dict(method="momentum", momentum=-0.5), ValueError, "momentum"),
     (dict(method="rmsprop", alpha=-0.1), ValueError, "alpha"),
     (dict(method="adagrad", eps=-1.0), ValueError, "eps"),
-    (dict(method="gd", history_size=3), TypeError, "history_size"),
-    (dict(method="lbfgs", momentum=0.9), TypeError, "momentum"),
+    (dict(method="gd", history_size=3), ValueError, "unknown hyperparameter.*history_size"),
+    (dict(method="lbfgs", momentum=0.9), ValueError, "unknown hyperparameter.*momentum"),
+    (dict(method="adam", foreach=False), ValueError, "unknown hyperparameter.*foreach"),
+    (dict(method="newton", tolerance_grad=1e-3), ValueError, "tolerance_grad is minimize's gtol"),
+    (dict(method="lbfgs", max_iter=3), ValueError, "max_iter is minimize's maxiter"),
+    (dict(method="lbfgs", max_eval=None), TypeError, "max_eval"),
+    (dict(method="kfac"), ValueError, "method.*torch model"),
+    (dict(method="gd", momentum=0.9), ValueError, "fixes momentum"),
     (dict(method="lbfgs", history_size=0), ValueError, "history_size"),
     (dict(method="lbfgs", history_size=2.0), TypeError, "history_size"),
     (dict(method="lbfgs", line_search_fn="armijo"), ValueError, "line_search_fn"),

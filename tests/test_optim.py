@@ -231,16 +231,16 @@ def test_fast_path_mixed_dtypes_and_uneven_steps(name):
 
 
 def test_fast_path_functions_allocate_scratch_when_not_given():
-    from curvlib import _fast
+    from curvlib import _fast, rules
     torch.manual_seed(0)
     p1 = torch.randn(4, dtype=torch.float64)
     p2 = p1.clone()
     g = torch.randn(4, dtype=torch.float64)
-    s1 = co.rules.init_adam(p1)
-    s2 = co.rules.init_adam(p2)
+    s1 = rules.init_adam(p1)
+    s2 = rules.init_adam(p2)
     for _ in range(3):
         _fast.adam([p1], [g], [s1], lr=0.1)
-        co.rules.adam(p2, g, s2, lr=0.1)
+        rules.adam(p2, g, s2, lr=0.1)
     torch.testing.assert_close(p1, p2, rtol=1e-14, atol=0)
     assert not torch.equal(p1, g)
 
@@ -596,8 +596,12 @@ def test_make_optimizer_bad_input():
         co.make_optimizer("gd", _p(), momentum=0.9)
     with pytest.raises(ValueError, match="^lr"):
         co.make_optimizer("adam", _p(), lr=-1)
-    with pytest.raises(TypeError, match="unexpected hyperparameter"):
+    with pytest.raises(ValueError, match="unknown hyperparameter.* momentum"):
         co.make_rule("adam", momentum=0.9)
+    with pytest.raises(ValueError, match="unknown hyperparameter.* foreach"):
+        co.make_rule("adam", foreach=False)  # a switch of the class, not of the rule
+    with pytest.raises(ValueError, match="first-order"):
+        co.make_rule("lbfgs")
     with pytest.raises(ValueError, match="^betas"):
         co.make_rule("adamw", betas=(0.9, 1.0))
 

@@ -1,4 +1,5 @@
-"""curvlib.quasi_newton: the two-loop recursion, the line searches, LBFGS and Newton."""
+"""curvlib.quasi_newton (the two-loop recursion, the line searches, the loops) and the torch
+optimizers built on it, curvlib.optim.LBFGS and Newton."""
 import copy
 import math
 
@@ -9,7 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 
 from curvlib import quasi_newton as qn
 from curvlib.landscapes import Rosenbrock
-from curvlib.quasi_newton import LBFGS, Newton
+from curvlib.optim import LBFGS, Newton
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -129,6 +130,74 @@ def test_two_loop_runs_on_torch_and_numpy_alike():
                                 [torch.tensor(v) for v in y], rho, 0.7)
     np.testing.assert_allclose(d_t.numpy(), d_np, rtol=1e-13)
     np.testing.assert_allclose(d_np, -bfgs_inverse(list(zip(s, y)), 0.7, 5) @ g, rtol=1e-10)
+
+
+def test_bfgs_inverse_update_is_the_formula_and_keeps_the_secant_equation():
+    rng = np.random.default_rng(2)
+    n = 5
+    M = rng.standard_normal((n, n))
+    H = M @ M.T + n * np.eye(n)
+    A = rng.standard_normal((n, n))
+    A = A @ A.T + np.eye(n)
+    s = rng.standard_normal(n)
+    y = A @ s
+    H_new = qn.bfgs_inverse_update(H, s, y)
+    rho, I = 1 / (y @ s), np.eye(n)
+    expected = (I - rho * np.outer(s, y)) @ H @ (I - rho * np.outer(y, s)) + rho * np.outer(s, s)
+    np.testing.assert_allclose(H_new, expected, rtol=1e-13)
+    np.testing.assert_allclose(H_new @ y, s, rtol=1e-10)  # secant equation
+    assert np.linalg.eigvalsh(H_new).min() > 0
+    H_t = qn.bfgs_inverse_update(torch.tensor(H), torch.tensor(s), torch.tensor(y))
+    np.testing.assert_allclose(H_t.numpy(), H_new, rtol=1e-13)
+    # the two-loop recursion applies exactly these updates
+    assert np.allclose(qn.two_loop_direction(y, [s], [A @ s], [rho], 1.0),
+                       -qn.bfgs_inverse_update(np.eye(n), s, y) @ y)
+    with pytest.raises(ValueError, match="curvature condition"):
+        qn.bfgs_inverse_update(H, s, -y)
+    with pytest.raises(ValueError, match="s and y must be vectors"):
+        qn.bfgs_inverse_update(np.eye(4), s, y)
+
+
+def test_lbfgs_loop_reports_why_it_stopped():
+    f = Rosenbrock()
+    x = np.array([-1.2, 1.0])
+    run = qn.lbfgs(f.value_and_grad, x, *f.value_and_grad(x), {}, max_iter=500,
+                   tolerance_grad=1e-8, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    assert run.reason == "tolerance_grad" and np.allclose(run.x, [1, 1], atol=1e-7)
+    assert np.abs(run.g).max() <= 1e-8 and run.evals >= run.n_iter
+    run = qn.lbfgs(f.value_and_grad, x, *f.value_and_grad(x), {}, max_iter=3, max_eval=100,
+                   line_search_fn="strong_wolfe")
+    assert run.reason == "max_iter" and run.n_iter == 3
+    run = qn.lbfgs(f.value_and_grad, x, *f.value_and_grad(x), {}, max_iter=3, max_eval=100)
+    assert run.reason == "max_iter" and run.f is None and run.g is None  # torch skips it
+    run = qn.lbfgs(f.value_and_grad, x, *f.value_and_grad(x), {}, max_iter=500,
+                   line_search_fn="strong_wolfe")  # torch's tolerance_change=1e-9
+    assert run.reason in ("tolerance_change", "no_descent") and run.f < 1e-9
+    run = qn.lbfgs(f.value_and_grad, x, *f.value_and_grad(x), {}, max_iter=50, max_eval=4,
+                   line_search_fn="strong_wolfe")
+    assert run.reason == "max_eval" and run.evals >= 4
+    # a line search that finds no decrease leaves x where it was
+    # (the slope at 0 claims descent, but f grows)
+    z = np.zeros(2)
+    run = qn.lbfgs(lambda z: (1.0 + z.sum(), np.ones(2)), z, 1.0, -np.ones(2), {},
+                   max_iter=5, line_search_fn="strong_wolfe")
+    assert run.reason == "line_search" and run.n_iter == 0 and run.x is z and run.f == 1.0
+
+
+def test_newton_step_globalisations():
+    from curvlib.landscapes import Saddle
+    f = Saddle()
+    x = np.array([1.5, 0.01])
+    state = {}
+    x_new, t = qn.newton_step(f, x, f(x), f.grad(x), f.hess(x), state)
+    assert t == 1.0 and np.allclose(x_new, x - np.linalg.solve(f.hess(x), f.grad(x)))
+    x_new, t = qn.newton_step(f, x, f(x), f.grad(x), f.hess(x), state,
+                              line_search_fn="backtracking")
+    assert f(x_new) < f(x)
+    state = {}
+    x_new, t = qn.newton_step(f, x, f(x), f.grad(x), f.hess(x), state, damping=1e-3,
+                              adaptive_damping=True, lr=50.0)
+    assert t == 0 and x_new is x and state["damping"] == pytest.approx(1e-2)  # rejected
 
 
 def test_memory_skips_pairs_without_positive_curvature():
@@ -382,6 +451,11 @@ def test_newton_on_a_saddle():
     for _ in range(30):
         opt.step(lambda: f(model.x))
     np.testing.assert_allclose(model.x.detach().numpy(), [0.0, 1.0], atol=1e-8)
+
+
+def test_newton_says_its_closure_does_not_call_backward():
+    assert Newton.closure_backward is False
+    assert not hasattr(LBFGS, "closure_backward")  # the usual closure: calls backward()
 
 
 def test_newton_closure_that_calls_backward_gets_a_clear_error():

@@ -19,7 +19,7 @@ SETTINGS = [
     ("rmsprop", dict(lr=0.01)),
     ("rmsprop", dict(lr=0.01, alpha=0.9, centered=True, momentum=0.5, weight_decay=0.01)),
     ("adam", dict(lr=0.05)),
-    ("adam", dict(lr=0.05, beta1=0.8, beta2=0.99, amsgrad=True, weight_decay=0.01)),
+    ("adam", dict(lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01)),
     ("adam", dict(lr=0.05, bias_correction=False, maximize=True)),
     ("adam", dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True)),
     ("adamw", dict(lr=0.05)),
@@ -101,10 +101,12 @@ def test_rules_leave_the_gradient_alone(name, hyper, lib):
         np.testing.assert_array_equal(np.array(g.tolist()), g_before)
 
 
-def test_rules_table():
-    assert set(rules.RULES) == {"gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
-                                "adamw"}
+def test_old_rules_table_is_the_methods_table():
+    from curvlib.methods import METHODS
+    assert set(rules.RULES) == {"sgd", "gd", "momentum", "nesterov", "adagrad", "rmsprop",
+                                "adam", "adamw"}
     for name, (init, step) in rules.RULES.items():
+        assert (init, step) == (METHODS[name].init, METHODS[name].step)
         state = init(X0.copy())
         assert state["step"] == 0
         step(X0.copy(), grad(X0), state, lr=0.01)
@@ -263,7 +265,7 @@ def test_amsgrad_keeps_the_running_maximum():
         prev = np.zeros(6)
         for t in range(40):
             g = grad(x) * (5.0 if t == 3 else 1.0)  # one large gradient, then smaller ones
-            rules.adam(x, g, state, lr=0.01, beta2=0.5, amsgrad=True)
+            rules.adam(x, g, state, lr=0.01, betas=(0.9, 0.5), amsgrad=True)
             vmax, v = as_numpy(state["max_exp_avg_sq"]), as_numpy(state["exp_avg_sq"])
             np.testing.assert_array_equal(vmax, np.maximum(prev, v))
             prev = vmax.copy()
