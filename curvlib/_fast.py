@@ -77,6 +77,15 @@ def _signed_decayed(params, grads, out, weight_decay, maximize):
     return out
 
 
+def _fresh_signed_decayed(params, grads, weight_decay, maximize):
+    r""":math:`\pm g + \lambda\theta` in new tensors (a second temporary beside the scratch),
+    or the gradients themselves when there is nothing to add."""
+    if not (maximize or weight_decay != 0):
+        return grads
+    return _signed_decayed(params, grads, [torch.empty_like(p) for p in params], weight_decay,
+                           maximize)
+
+
 def _addcdiv_(params, num, den, scale):
     scale = _one_or_each(scale)
     if isinstance(scale, list):
@@ -177,10 +186,7 @@ def adagrad(params, grads, states, scratch=None, *, lr, lr_decay=0.0, weight_dec
     for P, G, S, W in _split(params, grads, states, scratch):
         steps = _count_step(S)
         W = _filled(W, P)
-        g = G
-        if maximize or weight_decay != 0:  # needs a second temporary, allocated here
-            g = _signed_decayed(P, G, [torch.empty_like(p) for p in P], weight_decay,
-                                maximize)
+        g = _fresh_signed_decayed(P, G, weight_decay, maximize)
         sums = [s["sum"] for s in S]
         torch._foreach_addcmul_(sums, g, g)
         for si, wi in zip(sums, W):
@@ -196,10 +202,7 @@ def rmsprop(params, grads, states, scratch=None, *, lr, alpha=0.99, eps=1e-8,
     for P, G, S, W in _split(params, grads, states, scratch):
         _count_step(S)
         W = _filled(W, P)
-        g = G
-        if maximize or weight_decay != 0:  # needs a second temporary, allocated here
-            g = _signed_decayed(P, G, [torch.empty_like(p) for p in P], weight_decay,
-                                maximize)
+        g = _fresh_signed_decayed(P, G, weight_decay, maximize)
         sq = [s["square_avg"] for s in S]
         torch._foreach_mul_(sq, alpha)
         torch._foreach_addcmul_(sq, g, g, value=1 - alpha)

@@ -1,21 +1,21 @@
 r"""The book's optimization methods in one table: name -> update rule, its defaults, its class.
 
-=============  ========================  =======================  ==========================
-name           step (written once)       defaults changed/fixed   class in :mod:`curvlib.optim`
-=============  ========================  =======================  ==========================
-``sgd``        :func:`rules.sgd`                                  ``SGD``
-``gd``         :func:`rules.sgd`         fixes momentum=0         ``SGD``
-``momentum``   :func:`rules.sgd`         momentum=0.9             ``SGD``
-``nesterov``   :func:`rules.sgd`         momentum=0.9, nesterov   ``SGD``
-``adagrad``    :func:`rules.adagrad`                              ``Adagrad``
-``rmsprop``    :func:`rules.rmsprop`                              ``RMSprop``
-``adam``       :func:`rules.adam`                                 ``Adam``
-``adamw``      :func:`rules.adamw`                                ``AdamW``
-``lbfgs``      :func:`quasi_newton.lbfgs`                         ``LBFGS``
-``newton``     :func:`quasi_newton.newton_step`                   ``Newton``
-``kfac``       (torch only)                                       ``KFAC`` (needs the model)
-``shampoo``    (torch only)                                       ``Shampoo``
-=============  ========================  =======================  ==========================
+============  =========================================  ================================
+name          step (written once)                        class in :mod:`curvlib.optim`
+============  =========================================  ================================
+``sgd``       :func:`~curvlib.rules.sgd`                 ``SGD``
+``gd``        :func:`~curvlib.rules.sgd`                 ``SGD`` (momentum fixed to 0)
+``momentum``  :func:`~curvlib.rules.sgd`                 ``SGD`` (momentum 0.9)
+``nesterov``  :func:`~curvlib.rules.sgd`                 ``SGD`` (momentum 0.9, nesterov)
+``adagrad``   :func:`~curvlib.rules.adagrad`             ``Adagrad``
+``rmsprop``   :func:`~curvlib.rules.rmsprop`             ``RMSprop``
+``adam``      :func:`~curvlib.rules.adam`                ``Adam``
+``adamw``     :func:`~curvlib.rules.adamw`               ``AdamW``
+``lbfgs``     :func:`~curvlib.quasi_newton.lbfgs`        ``LBFGS``
+``newton``    :func:`~curvlib.quasi_newton.newton_step`  ``Newton``
+``kfac``      (torch only)                               ``KFAC`` (needs the model)
+``shampoo``   (torch only)                               ``Shampoo``
+============  =========================================  ================================
 
 A method's hyperparameters and their defaults are **read from the signature** of its step
 (and of its ``init``), so each default is written once, in :mod:`curvlib.rules` or
@@ -68,7 +68,8 @@ class Method:
 
     @property
     def elementwise(self):
-        """Each number steps on its own (the first-order rules): runs may share a batch."""
+        """True for the first-order rules, whose every number steps on its own (so runs with
+        different settings may share one batch of parameters)."""
         return self.init is not None
 
     @property
@@ -170,7 +171,7 @@ def resolve(name, hyper, *, options=()):
     """Method ``name``'s complete hyperparameters: its defaults, updated with ``hyper``, checked.
 
     Keys outside the method's hyperparameters and the caller's ``options`` (for the
-    optimizer classes, :attr:`Method.options`) raise ``ValueError`` naming them, as does
+    optimizer classes, ``Method.options``) raise ``ValueError`` naming them, as does
     changing an option the name fixes (``nesterov`` for ``"nesterov"``).
     """
     method = get(name)

@@ -8,7 +8,8 @@ r"""The book's optimizers as ``torch.optim.Optimizer`` s, built on the array cod
 * :class:`LBFGS` (``torch.optim.LBFGS``'s signature) and :class:`Newton` flatten the
   parameters into one vector and run the loops of :mod:`curvlib.quasi_newton`, the very code
   :func:`curvlib.minimize` runs on numpy arrays.
-* :class:`KFAC` and :class:`Shampoo` live in :mod:`curvlib.second_order` and are re-exported.
+* :class:`~curvlib.second_order.KFAC` and :class:`~curvlib.second_order.Shampoo` live in
+  :mod:`curvlib.second_order` and are re-exported.
 
 Every default comes from the table :mod:`curvlib.methods` (which reads it from the rule's
 signature), and every hyperparameter is checked there, in the constructor and in

@@ -142,7 +142,7 @@ def lanczos(matvec, v0, steps, *, k=1, which="largest", tol=1e-8):
     gap to the next eigenvalue), or after ``steps`` products.
 
     Args:
-        matvec: ``v -> H v`` for a symmetric ``H`` (e.g. :func:`hvp_operator`).
+        matvec: ``v -> H v`` for a symmetric ``H`` (e.g. :func:`~curvlib.curvature.hvp_operator`).
         v0: starting vector (any non-zero vector; normalised here).
         steps: at most this many products (capped at the dimension).
         k: how many eigenvalues; ``which``: ``"largest"``, ``"smallest"`` or
