@@ -1,7 +1,7 @@
 """Update time and page weight of every Explorer in the book (goal: an update under 100 ms).
 
-Discovers the factories listed in ``EXPLORERS`` by any curvlib module
-(:func:`curvlib.widgets.discover`) and prints for each one
+Takes the factories of the book's one list of widgets (:func:`curvbook.explorers`) and prints
+for each one
 
 * ``build``  seconds to construct it (precomputation the factory does once);
 * ``live``   one update of the live ipywidgets view once the frames exist (moving a control
@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+import curvbook
 from curvlib import widgets
 
 GOAL_MS = 100.0
@@ -59,7 +60,7 @@ def measure(factory, repeat=3):
 
 
 def main(argv):
-    found = widgets.discover()
+    found = curvbook.explorers()
     names = [n for n in sorted(found) if not argv or any(a in n for a in argv)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{len(names)} explorers; {os.cpu_count()} CPUs, load average {load:.1f}; "

@@ -4,7 +4,9 @@ curvbook imports curvlib; curvlib never imports curvbook. What a reader would im
 own notebook lives in curvlib; sweeps, tables, figures, explorers and claim records live here.
 
 Each module holds the experiment functions, figures and widget factories of one chapter (or a
-pair of chapters); tests in ``tests/test_experiments_<module>.py`` hold them to what the text says.
+pair of chapters), and imports no other chapter's module; tests in
+``tests/test_curvbook_<module>.py`` hold them to what the text says. :func:`explorers` lists
+every widget of the book.
 Modules: ``newton`` (ch. 1), ``hessian_cost`` (ch. 2), ``quasi_newton_adam`` (ch. 3),
 ``momentum`` (ch. 4), ``regularization`` (ch. 5), ``kronecker`` (ch. 6), ``conditioning`` (ch. 7),
 ``evidence`` (ch. 8), ``diagnose`` (ch. 9), ``summary`` (ch. 10), ``claims`` (appendix).
@@ -15,7 +17,19 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["save_results", "load_results", "results_dir", "chapter_dir"]
+__all__ = ["save_results", "load_results", "results_dir", "chapter_dir", "explorers",
+           "LECTURE_TABLE"]
+
+#: The lecture's comparison table, verbatim in content, as method -> (memory, convergence, use
+#: case). Chapter 3 measures it and chapter 10 sets the book's findings beside it.
+LECTURE_TABLE = {
+    "Newton": ("O(n^2)", "Quadratic", "Theoretical"),
+    "L-BFGS": ("O(mn)", "Superlinear", "Small batches"),
+    "Adam": ("O(n)", "Fast", "Default choice"),
+    "SGD+Momentum": ("O(n)", "Linear", "Computer Vision"),
+    "SGD": ("O(n)", "Slow", "Simple models"),
+}
+
 
 def chapter_dir():
     """The folder holding the chapter notebooks: the working directory when a notebook runs
@@ -75,3 +89,17 @@ def load_results(chapter, directory=None):
     if not path.exists():
         raise FileNotFoundError(f"no results for chapter {chapter!r}: run its notebook first ({path})")
     return json.loads(path.read_text())
+
+
+def explorers():
+    """Every widget of the book, in chapter order: ``{"module.function": factory}``, each a
+    function of no argument returning a :class:`curvlib.widgets.Explorer`. The tests and
+    ``benchmarks/widgets.py`` drive them all from this one list."""
+    from . import (conditioning, diagnose, evidence, hessian_cost, kronecker, momentum, newton,
+                   quasi_newton_adam, regularization)
+    factories = [newton.newton_explorer, hessian_cost.memory_explorer,
+                 quasi_newton_adam.adam_explorer, quasi_newton_adam.lbfgs_history_explorer,
+                 momentum.momentum_explorer, regularization.schedule_designer,
+                 kronecker.cost_explorer, conditioning.conditioning_explorer,
+                 evidence.sensitivity_explorer, evidence.bands_explorer, diagnose.run_doctor]
+    return {f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}": f for f in factories}

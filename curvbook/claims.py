@@ -41,9 +41,10 @@ import numpy as np
 import torch
 
 from curvlib._checks import check_int, check_positive, check_unit_interval
+from curvlib.quasi_newton import bfgs_inverse_update
 from . import results_dir
 
-__all__ = ["adam_forms", "momentum_forms", "weight_decay_hessian", "bfgs_inverse_update",
+__all__ = ["adam_forms", "momentum_forms", "weight_decay_hessian", "bfgs_inverse_check",
            "gradient_norm_growth", "memory_arithmetic", "load_claims", "scale", "VERDICTS",
            "RULES", "evaluate", "verdict", "verdicts", "verdict_counts", "box", "table",
            "scale_markdown", "rules_markdown", "paired_percent", "newcombe"]
@@ -183,8 +184,9 @@ def weight_decay_hessian(coefficient=0.0005, n=5):
             "hessian_off_diagonal": float(off), "torch_equivalent_penalty": k}
 
 
-def bfgs_inverse_update(n=6, seed=0):
-    r"""The lecture's inverse-BFGS update checked three ways (Nocedal & Wright 2006, §6.1).
+def bfgs_inverse_check(n=6, seed=0):
+    r"""The lecture's inverse-BFGS update (:func:`curvlib.quasi_newton.bfgs_inverse_update`)
+    checked three ways (Nocedal & Wright 2006, §6.1).
 
     :math:`H_{k+1} = (I-\rho s y^\top) H_k (I - \rho y s^\top) + \rho s s^\top`,
     :math:`\rho = 1/(y^\top s)` (their eq. 6.17). For a random SPD :math:`H_k` and a pair with
@@ -199,9 +201,8 @@ def bfgs_inverse_update(n=6, seed=0):
     H = M @ M.T + n * np.eye(n)
     A = rng.standard_normal((n, n)); A = A @ A.T + np.eye(n)   # curvature of a quadratic
     s = rng.standard_normal(n); y = A @ s                      # y = A s, so yᵀs > 0
-    rho = 1.0 / (y @ s)
     I = np.eye(n)
-    H_new = (I - rho * np.outer(s, y)) @ H @ (I - rho * np.outer(y, s)) + rho * np.outer(s, s)
+    H_new = bfgs_inverse_update(H, s, y)
     B = np.linalg.inv(H)
     B_new = B - (B @ np.outer(s, s) @ B) / (s @ B @ s) + np.outer(y, y) / (y @ s)
     scale = np.abs(H_new).max()
@@ -258,7 +259,7 @@ def memory_arithmetic():
 # ---------------------------------------------------------------------------------------------
 
 CHECKS = {"adam": adam_forms, "momentum": momentum_forms, "weight_decay": weight_decay_hessian,
-          "bfgs": bfgs_inverse_update, "grad_norm": gradient_norm_growth, "memory": memory_arithmetic}
+          "bfgs": bfgs_inverse_check, "grad_norm": gradient_norm_growth, "memory": memory_arithmetic}
 
 _REQUIRED = ("id", "section", "quote", "chapter", "label", "cite", "rule", "evidence")
 

@@ -28,7 +28,6 @@ Four measurements, one per claim of the lecture's "key insight":
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -40,17 +39,18 @@ from torch import nn
 from curvlib import curvature, optim
 from curvlib._checks import check_int, check_nonnegative, check_positive, check_unit_interval
 from curvlib.models import mlp
+from curvlib.train import StackedModels, minibatches
 
 __all__ = ["SMALL_SIZES", "DEEP_SIZES", "VARIANTS", "HessianDiagonal", "hessian_diagonal",
            "hessian_diagonal_hvp", "per_example_gradients", "fisher_diagonal",
            "minibatch_second_moment", "adam_second_moment", "DiagonalStudy", "study_diagonals",
            "plot_diagonals", "momentum_alignment", "weight_decay_conditioning",
            "measure_curvature", "smoothed_density", "ConditioningStudy", "study_conditioning", "plot_conditioning",
-           "conditioning_explorer", "EXPLORERS"]
+           "conditioning_explorer"]
 
-#: The small network whose Hessian diagonal is computed exactly: 64 -> 16 tanh -> 10.
+#: The small network whose Hessian diagonal is computed exactly (64 -> 16 tanh -> 10).
 SMALL_SIZES = (64, 16, 10)
-#: The deep network of the architecture study: five tanh hidden layers of width 16.
+#: The deep network of the architecture study, five tanh hidden layers of width 16.
 DEEP_SIZES = (64, 16, 16, 16, 16, 16, 10)
 #: name -> keyword arguments of :func:`curvlib.models.mlp`.
 VARIANTS = {"plain": dict(batchnorm=False, residual=False),
@@ -419,30 +419,18 @@ def _train_seeds(variant, data, sizes, seeds, steps, lr, momentum, batch_size, k
     with momentum is elementwise, so one optimizer on the stacked tensors takes each seed's
     own steps. Returns ``(losses (seeds, steps), {step: [param dict per seed]})``.
     """
-    nets = [mlp(list(sizes), "tanh", seed=s, **VARIANTS[variant]) for s in seeds]
-    template = nets[0]
-    names = [n for n, _ in template.named_parameters()]
-    leaves = [torch.stack([dict(m.named_parameters())[n].detach() for m in nets]).requires_grad_()
-              for n in names]
-    buffers = {n: None for n, _ in template.named_buffers()}
-    member = lambda p, x, t: F.cross_entropy(  # noqa: E731
-        torch.func.functional_call(template, {**p, **buffers}, (x,)), t)
-    batched = torch.vmap(member)
-    opt = optim.SGD(leaves, lr=lr, momentum=momentum)
+    stack = StackedModels([mlp(list(sizes), "tanh", seed=s, **VARIANTS[variant]) for s in seeds],
+                          batch_statistics=True)
+    opt = optim.factory("momentum", lr=lr, momentum=momentum)(stack.groups[0])
     X, y = data.X_train, data.y_train
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    n, cursor, order = len(X), len(X), None
+    orders = [minibatches(len(X), batch_size, s) for s in seeds]
     losses = np.zeros((len(seeds), steps))
-    snap = lambda: [{k: leaf[i].detach().clone() for k, leaf in zip(names, leaves)}  # noqa: E731
-                    for i in range(len(seeds))]
+    snap = lambda: [stack.copy(i) for i in range(len(seeds))]  # noqa: E731
     kept = {0: snap()} if 0 in keep else {}
     for t in range(1, steps + 1):
-        if cursor + batch_size > n:
-            order, cursor = torch.stack([torch.randperm(n, generator=g) for g in gens]), 0
-        idx = order[:, cursor:cursor + batch_size]
-        cursor += batch_size
+        idx = torch.stack([next(o) for o in orders])
         opt.zero_grad()
-        L = batched(dict(zip(names, leaves)), X[idx], y[idx])
+        L = stack.losses(X[idx], y[idx], F.cross_entropy, per_copy=True)
         L.sum().backward()
         opt.step()
         losses[:, t - 1] = L.detach().numpy()
@@ -461,11 +449,11 @@ def _model_with(variant, sizes, params):
 def measure_curvature(model, X, y, *, lanczos_steps=20, trace_samples=5, seed=0):
     r"""Extreme eigenvalues, trace and curvature along the gradient of ``model`` on (X, y).
 
-    One Lanczos run (:func:`curvlib.curvature.lanczos`, all ``lanczos_steps`` Ritz pairs) from a
+    One Lanczos run (:func:`curvlib.spectrum.lanczos`, all ``lanczos_steps`` Ritz pairs) from a
     Rademacher vector :math:`z` gives the Ritz values and Gauss-quadrature weights of the
-    spectrum, as in :func:`curvlib.curvature.spectral_density` with one probe: ``top`` is the largest Ritz value (it converges
+    spectrum, as in :func:`curvlib.spectrum.spectral_density` with one probe: ``top`` is the largest Ritz value (it converges
     to :math:`\lambda_{\max}` from below, fastest for an outlier; the tests check it against
-    :func:`curvlib.curvature.top_eigenvalues`), ``bottom`` the smallest (an upper bound on
+    :func:`curvlib.spectrum.top_eigenvalues`), ``bottom`` the smallest (an upper bound on
     :math:`\lambda_{\min}`), and ``nodes``/``weights`` the quadrature for the density.
     ``trace`` and ``trace_se``: Hutchinson's estimate from ``trace_samples`` Rademacher probes,
     the first being :math:`z` itself. All products share one
@@ -501,7 +489,7 @@ def measure_curvature(model, X, y, *, lanczos_steps=20, trace_samples=5, seed=0)
 def smoothed_density(nodes, weights, grid, sigma):
     r"""Gaussian-smoothed spectral density from Lanczos quadratures of several probes:
     :math:`\hat\phi(t) = \frac1R\sum_r\sum_j \tau_{rj}\, g_\sigma(t-\theta_{rj})`
-    (as :func:`curvlib.curvature.spectral_density`, on a grid shared by several spectra)."""
+    (as :func:`curvlib.spectrum.spectral_density`, on a grid shared by several spectra)."""
     nodes, weights = np.atleast_2d(nodes), np.atleast_2d(weights)
     t = np.asarray(grid, float)[:, None, None]
     sigma = check_positive("sigma", sigma)
@@ -674,5 +662,3 @@ def conditioning_explorer(study=None):
                     alt="Spectral density of the Hessian of a deep MLP for a chosen "
                         "architecture and training step")
 
-
-EXPLORERS = [conditioning_explorer]

@@ -6,8 +6,8 @@ monitoring to detect ill-conditioning; weight decay between 1e-4 and 1e-3.
 
 * :func:`recommend` turns them, corrected by what chapters 5 and 8 measured, into a
   :class:`Recipe`: optimizer, learning rate, momentum, weight decay, warmup and schedule,
-  with the reason for each choice. ``recipe.optimizer(params)`` and ``recipe.schedule``
-  train a model directly.
+  with the reason for each choice. ``recipe.factory()`` (a ``(model, lr) -> optimizer``
+  factory) and ``recipe.lr_at`` train a model directly.
 * :func:`diagnose` reads a run's loss and gradient-norm curves and names what went wrong:
   divergence, a gradient-norm spike (the usual first sign of a step too large for the
   curvature, :math:`\eta\lambda_{\max} > 2`), oscillation, a dead network, a plateau.
@@ -33,14 +33,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from curvlib import compare, curvature, data, models, schedules
-from curvlib._checks import check_choice, check_int, check_nonnegative, check_positive
+from curvlib import compare, curvature, data, models, optim, schedules
+from curvlib._checks import check_choice, check_int, check_positive
+from curvlib.runs import divergence_step, first_spike
 from curvlib.train import train
 
-__all__ = ["Recipe", "recommend", "Diagnosis", "diagnose", "first_spike", "monitored_run",
+__all__ = ["Recipe", "recommend", "Diagnosis", "diagnose", "monitored_run",
            "conditioning_demo", "plot_monitored", "plot_weight_decay",
-           "default_check", "weight_decay_sweep", "run_doctor", "TASKS", "PRIORITIES",
-           "EXPLORERS"]
+           "default_check", "weight_decay_sweep", "run_doctor", "TASKS", "PRIORITIES"]
 
 TASKS = ("general", "vision", "language", "tabular", "small-deterministic")
 PRIORITIES = ("speed", "generalization")
@@ -56,8 +56,8 @@ class Recipe:
 
     ``optimizer`` is ``"AdamW"``, ``"SGD"`` (with momentum) or ``"LBFGS"``; ``lr`` the peak
     learning rate; ``warmup_steps`` the length of the linear warmup; ``schedule`` the decay
-    after it (``"cosine"`` or ``"constant"``); ``grad_norm_factor`` the spike factor for
-    :class:`curvlib.curvature.GradNormMonitor`.
+    after it (``"cosine"`` or ``"constant"``); ``grad_norm_factor`` the spike factor of
+    :func:`curvlib.runs.is_spike` (:class:`curvlib.curvature.GradNormMonitor`).
     """
     optimizer: str
     lr: float
@@ -69,15 +69,15 @@ class Recipe:
     grad_norm_factor: float = 10.0
     reasons: list = field(default_factory=list)
 
-    def make_optimizer(self, params):
-        """The torch optimizer of the recipe over ``params``."""
+    def factory(self):
+        """The recipe's optimizer as a ``(model, lr) -> optimizer`` factory
+        (:func:`curvlib.optim.factory`); its default lr is the recipe's."""
         if self.optimizer == "AdamW":
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+            return optim.factory("adamw", lr=self.lr, weight_decay=self.weight_decay)
         if self.optimizer == "SGD":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
-                                   nesterov=self.momentum > 0, weight_decay=self.weight_decay)
-        return torch.optim.LBFGS(params, lr=self.lr, history_size=10,
-                                 line_search_fn="strong_wolfe")
+            return optim.factory("nesterov" if self.momentum > 0 else "sgd", lr=self.lr,
+                                 momentum=self.momentum, weight_decay=self.weight_decay)
+        return optim.factory("lbfgs", lr=self.lr, history_size=10, line_search_fn="strong_wolfe")
 
     def lr_at(self, step, base_lr=None):
         """The learning rate of update ``step``: linear warmup, then the decay."""
@@ -221,40 +221,16 @@ _ADVICE = {
 }
 
 
-def first_spike(grad_norms, *, factor=10.0, window=20, floor=None):
-    r"""First step whose gradient norm exceeds ``factor`` times the median of the previous
-    ``window`` steps *and* the ``floor`` (default: the median of the first five norms).
-
-    The ratio to a running median is the rule of :class:`curvlib.curvature.GradNormMonitor`;
-    the floor keeps late-training noise, when the norm has fallen far below its initial
-    size, from counting as a spike. Returns ``None`` if no step qualifies; non-finite
-    norms end the search.
-    """
-    gn = np.asarray(grad_norms, dtype=float)
-    factor = check_positive("factor", factor)
-    window = check_int("window", window, minimum=1)
-    if gn.size < 2:
-        return None
-    floor = float(np.median(gn[:5])) if floor is None else check_nonnegative("floor", floor)
-    for t in range(1, len(gn)):
-        if not np.isfinite(gn[t]):
-            return None
-        ref = np.median(gn[max(0, t - window):t])
-        if gn[t] > factor * ref and gn[t] > floor:
-            return t
-    return None
-
-
 def diagnose(losses, grad_norms, *, spike_factor=10.0, window=20, n_classes=None,
              slow_level=0.15, noise_fraction=0.1, high_fraction=0.1):
     r"""Name what is wrong with a run from its loss and gradient-norm curves.
 
     Checks, in order (the first that applies wins):
 
-    * **diverged** -- a non-finite loss or gradient norm (NaN marks the steps after a
-      divergence, as :mod:`curvlib.compare` records them); the message says when the
-      gradient norm first spiked, if it did;
-    * **spike** -- :func:`first_spike` found a step;
+    * **diverged** -- the loss diverged (:func:`curvlib.runs.divergence_step`; NaN marks the
+      steps after a divergence, as :mod:`curvlib.compare` records them) or the gradient norm
+      is not finite; the message says when the gradient norm first spiked, if it did;
+    * **spike** -- :func:`curvlib.runs.first_spike` found a step;
     * **dead** -- the final loss within 2% of :math:`\ln C` (a constant prediction over
       ``n_classes`` balanced classes) and a gradient norm that fell below 1% of its start;
     * **rising** -- the mean loss of the last third is more than 10% above the start;
@@ -271,10 +247,12 @@ def diagnose(losses, grad_norms, *, spike_factor=10.0, window=20, n_classes=None
         raise ValueError("losses and grad_norms must be 1-D, of equal length >= 3")
     spike_factor = check_positive("spike_factor", spike_factor)
     window = check_int("window", window, minimum=2)
-    bad = ~(np.isfinite(loss) & np.isfinite(gn))
+    k = divergence_step(loss)
+    bad_gn = np.flatnonzero(~np.isfinite(gn))
+    if bad_gn.size and (k is None or bad_gn[0] < k):
+        k = int(bad_gn[0])
     spike = first_spike(gn, factor=spike_factor, window=window)
-    if bad.any():
-        k = int(np.argmax(bad))
+    if k is not None:
         early = f" (gradient norm spiked at step {spike})" if spike is not None and spike < k else ""
         return Diagnosis("diverged", k, f"diverged at step {k}{early}", _ADVICE["diverged"])
     if spike is not None:
@@ -331,8 +309,8 @@ def monitored_run(lr=1.6, *, steps=40, batch_size=1024, sizes=(64, 32, 32, 32, 1
     A ReLU MLP (three hidden layers) trains on digits with SGD + momentum at a large batch
     and a large rate, through :func:`curvlib.train.train`, which records the gradient norm
     of every step. Returns a dict with the per-step ``loss`` and ``grad_norm`` (NaN after a
-    divergence), ``spike`` (the first step :func:`first_spike` flags), ``diverged_at`` (where
-    the loss became non-finite or passed :math:`10^4` times its start) and the
+    divergence), ``spike`` (the first step :func:`curvlib.runs.first_spike` flags),
+    ``diverged_at`` (where the loss diverged, :mod:`curvlib.runs`) and the
     :class:`Diagnosis`. The point of monitoring is the gap between the two steps.
     """
     split = data.digits()
@@ -375,13 +353,11 @@ def conditioning_demo(*, lr=0.3, steps=150, batch_size=64, sizes=(64, 32, 10), s
 # --------------------------------------------------------------------------------------
 # The defaults, checked over seeds
 # --------------------------------------------------------------------------------------
-DEFAULTS = {
-    "Adam": (lambda p, lr: torch.optim.Adam(p, lr=lr), 1e-3),
-    "SGD+momentum": (lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9), 0.1),
-}
+#: name -> (factory, the lecture's default learning rate)
+DEFAULTS = {"Adam": (optim.factory("adam"), 1e-3), "SGD+momentum": (optim.factory("momentum"), 0.1)}
 
 
-def default_check(lr_grid=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0), *, steps=150,
+def default_check(lr_grid=compare.LR_GRID, *, steps=150,
                   batch_size=64, sizes=(64, 32, 10), seeds=SEEDS, tune_seeds=(100,)):
     r"""The lecture's default learning rate against the rate tuned on ``lr_grid``.
 
@@ -416,8 +392,8 @@ def weight_decay_sweep(weight_decays=(0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), *, step
     full = data.digits()
     split = (full.X_train[:n_train], full.y_train[:n_train], full.X_test, full.y_test)
     make = lambda s: models.mlp(list(sizes), seed=s)
-    optimizers = {"SGD+momentum (L2)": (lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9), 0.1),
-                  "AdamW (decoupled)": (lambda p, lr: torch.optim.AdamW(p, lr=lr), 1e-3)}
+    optimizers = {"SGD+momentum (L2)": (optim.factory("momentum"), 0.1),
+                  "AdamW (decoupled)": (optim.factory("adamw"), 1e-3)}
     out = {}
     for name, (factory, lr) in optimizers.items():
         runs = compare.run_settings(factory, [{"lr": lr, "weight_decay": wd} for wd in weight_decays],
@@ -493,8 +469,7 @@ def run_doctor(lrs=(1e-3, 1e-2, 1e-1, 1.0), optimizers=("SGD+momentum", "Adam"),
 
     split = data.digits()
     make = lambda s: models.mlp(list(sizes), activation="relu", seed=s)
-    factories = {"SGD+momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
-                 "Adam": lambda p, lr: torch.optim.AdamW(p, lr=lr)}
+    factories = {"SGD+momentum": optim.factory("momentum"), "Adam": optim.factory("adamw")}
     for o in optimizers:
         check_choice("optimizers", o, set(factories))
     curves = {}
@@ -544,5 +519,3 @@ def run_doctor(lrs=(1e-3, 1e-2, 1e-1, 1.0), optimizers=("SGD+momentum", "Adam"),
                     figsize=(7.6, 3.0),
                     alt="Loss and gradient-norm curves of a training run, with a diagnosis")
 
-
-EXPLORERS = [run_doctor]

@@ -29,55 +29,31 @@ learning rates whose mean final loss :math:`\bar L(\eta)` satisfies
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from curvlib import compare, optim
 from curvlib._checks import check_int, check_positive
-from curvlib import compare
+from curvlib.landscapes import LogisticRegression
 from curvlib.widgets import Explorer
 
-__all__ = ["OPTIMIZERS", "ADAPTIVE", "LR_GRID", "WIDE_GRID", "Problem", "digits_problem", "make_mlp", "smooth",
-           "steps_to_target", "speed_study", "generalization_study", "logistic_objective", "lbfgs_study",
+__all__ = ["OPTIMIZERS", "ADAPTIVE", "LR_GRID", "WIDE_GRID", "Problem", "digits_problem", "make_mlp", "speed_study", "generalization_study", "lbfgs_study",
            "savings_curve", "grid_study", "TUNE_SEED", "final_losses", "good_window", "window_table",
-           "bands_explorer", "sensitivity_explorer", "EXPLORERS"]
+           "bands_explorer", "sensitivity_explorer"]
 
 
-def _sgd(params, lr):
-    from curvlib.optim import SGD
-    return SGD(params, lr=lr)
-
-
-def _momentum(params, lr):
-    from curvlib.optim import SGD
-    return SGD(params, lr=lr, momentum=0.9)
-
-
-def _adam(params, lr):
-    from curvlib.optim import Adam
-    return Adam(params, lr=lr)
-
-
-def _rmsprop(params, lr):
-    from curvlib.optim import RMSprop
-    return RMSprop(params, lr=lr)
-
-
-def _adagrad(params, lr):
-    from curvlib.optim import Adagrad
-    return Adagrad(params, lr=lr)
-
-
-#: The optimizers of the lecture's claims, as ``(params, lr) -> optimizer`` factories.
-OPTIMIZERS = {"SGD": _sgd, "SGD+momentum": _momentum, "Adam": _adam}
+#: The optimizers of the lecture's claims, as ``(model, lr) -> optimizer`` factories.
+OPTIMIZERS = {"SGD": optim.factory("sgd"), "SGD+momentum": optim.factory("momentum"),
+              "Adam": optim.factory("adam")}
 #: Extra adaptive methods for the sensitivity study.
-ADAPTIVE = {"RMSprop": _rmsprop, "Adagrad": _adagrad}
-#: The shared tuning grid: curvlib.compare.LR_GRID extended to 3 (plain SGD likes large rates).
-LR_GRID = tuple(compare.LR_GRID) + (3.0,)
+ADAPTIVE = {"RMSprop": optim.factory("rmsprop"), "Adagrad": optim.factory("adagrad")}
+#: The shared tuning grid, the book's grid (:data:`curvlib.compare.LR_GRID`) extended to 3
+#: (plain SGD likes large rates).
+LR_GRID = compare.lr_grid(1e-4, 3.0)
 #: A wide log grid, half a decade apart, for the learning-rate sensitivity study.
-WIDE_GRID = tuple(float(f"{10 ** e:.3g}") for e in np.arange(-4.0, 1.01, 0.5))
+WIDE_GRID = compare.lr_grid(1e-4, 10.0, digits=3)
 
 
 # --------------------------------------------------------------------------------------
@@ -126,43 +102,7 @@ def make_mlp(seed, sizes=(64, 32, 10)):
 # --------------------------------------------------------------------------------------
 # Claim 1: speed (steps to a target loss)
 # --------------------------------------------------------------------------------------
-def smooth(loss, window=10):
-    r"""Running mean over the last ``window`` steps (fewer at the start) along the last axis:
-    :math:`\tilde L_t = \frac{1}{\min(t+1,w)}\sum_{s=\max(0,t-w+1)}^{t} L_s`."""
-    window = check_int("window", window, minimum=1)
-    a = np.asarray(loss, dtype=float)
-    c = np.cumsum(np.nan_to_num(a, nan=np.inf), axis=-1)
-    out = c.copy()
-    out[..., window:] = c[..., window:] - c[..., :-window]
-    n = np.minimum(np.arange(a.shape[-1]) + 1, window)
-    with np.errstate(invalid="ignore"):
-        out = out / n
-    out[~np.isfinite(out)] = np.inf
-    return out
-
-
-def steps_to_target(loss, target, window=10):
-    """First step at which the smoothed loss is ``<= target``, per row; ``inf`` if never.
-
-    ``loss`` is ``(steps,)`` or ``(seeds, steps)``; returns a float or an array of floats.
-    """
-    target = check_positive("target", target)
-    s = np.atleast_2d(smooth(loss, window))
-    hit = s <= target
-    out = np.where(hit.any(axis=1), hit.argmax(axis=1).astype(float), np.inf)
-    return out if np.ndim(loss) > 1 else float(out[0])
-
-
 TUNE_SEED = 100
-
-
-def _split_seed(stats, seed_index):
-    """The runs of ``stats`` (a RunStats) at the given seed positions, as a new RunStats."""
-    idx = np.atleast_1d(seed_index)
-    seeds = tuple(stats.seeds[i] for i in idx)
-    return compare.RunStats(stats.name, stats.lr, seeds, stats.loss[idx], stats.grad_norm[idx],
-                            stats.train_loss[idx], stats.val_loss[idx], stats.val_acc[idx],
-                            [(sd, k) for sd, k in stats.diverged if sd in seeds])
 
 
 def grid_study(problem=None, *, lr_grid=WIDE_GRID, steps=100, batch_size=64,
@@ -176,7 +116,7 @@ def grid_study(problem=None, *, lr_grid=WIDE_GRID, steps=100, batch_size=64,
     seeds}}}``.
     """
     problem = digits_problem() if problem is None else problem
-    optimizers = {**OPTIMIZERS, "RMSprop": _rmsprop} if optimizers is None else optimizers
+    optimizers = {**OPTIMIZERS, "RMSprop": ADAPTIVE["RMSprop"]} if optimizers is None else optimizers
     seeds = tuple(int(s) for s in seeds)
     if TUNE_SEED in seeds:
         raise ValueError(f"seeds must not contain the tuning seed {TUNE_SEED}")
@@ -184,8 +124,8 @@ def grid_study(problem=None, *, lr_grid=WIDE_GRID, steps=100, batch_size=64,
     for name, factory in optimizers.items():
         grid = compare.run_grid(factory, lr_grid, make_mlp, problem.tune, steps=steps,
                                 seeds=(TUNE_SEED,) + seeds, batch_size=batch_size, name=name)
-        out[name] = {"tune": {lr: _split_seed(st, 0) for lr, st in grid.items()},
-                     "report": {lr: _split_seed(st, list(range(1, len(seeds) + 1)))
+        out[name] = {"tune": {lr: st.select(0) for lr, st in grid.items()},
+                     "report": {lr: st.select(list(range(1, len(seeds) + 1)))
                                 for lr, st in grid.items()}}
     return out
 
@@ -202,12 +142,12 @@ def speed_study(grid, *, target=0.15, window=10, names=("SGD", "SGD+momentum", "
     out = {"target": target, "per": {}}
     for name in names:
         tune = grid[name]["tune"]
-        score = {lr: (float(steps_to_target(st.loss[0], target, window)), float(st.train_loss[0]))
+        score = {lr: (float(compare.steps_to_target(st.loss[0], target, window)), float(st.train_loss[0]))
                  for lr, st in tune.items()}
         lr = min(score, key=lambda r: (score[r], r))
         runs = grid[name]["report"][lr]
         out["per"][name] = {"lr": lr, "at_edge": lr in (min(tune), max(tune)),
-                            "steps": steps_to_target(runs.loss, target, window), "runs": runs}
+                            "steps": compare.steps_to_target(runs.loss, target, window), "runs": runs}
     ref = out["per"].get("Adam")
     out["ratio"] = {} if ref is None else \
         {n: p["steps"] / ref["steps"] for n, p in out["per"].items() if n != "Adam"}
@@ -262,26 +202,6 @@ def _flat_objective(model, X, y):
     return fun, x0
 
 
-def logistic_objective(X, y, lam=1e-2):
-    r"""L2-regularised logistic regression as ``w -> (f(w), grad f(w))`` in float64 numpy.
-
-    :math:`f(w) = \frac1n\sum_i \log(1 + e^{-s_i x_i^\top w}) + \frac{\lambda}{2}\|w\|^2`,
-    labels :math:`s_i = \pm 1`, a constant feature appended for the bias (penalised too, which
-    keeps :math:`f` strongly convex with a finite minimiser even on separable data).
-    """
-    lam = check_positive("lam", lam)
-    X = np.column_stack([np.asarray(X, float), np.ones(len(X))])
-    s = 2.0 * np.asarray(y, float) - 1.0
-    n = len(X)
-
-    def fun(w):
-        z = s * (X @ w)
-        f = np.mean(np.logaddexp(0.0, -z)) + 0.5 * lam * (w @ w)
-        g = -(X.T @ (s * 0.5 * (1.0 - np.tanh(0.5 * z)))) / n + lam * w
-        return float(f), g
-    return fun
-
-
 def _first_order_numpy(fun, x0s, method, lr_grid, steps):
     """Tune ``method`` (curvlib.minimize) on the grid from the tuning start ``x0s[0]`` by the
     final value; return (lr, losses of the reporting starts ``x0s[1:]``)."""
@@ -306,10 +226,11 @@ def lbfgs_study(model="logistic", *, steps=200, lr_grid=LR_GRID, seeds=compare.D
     r"""Full-batch training loss per iteration: first-order methods (tuned) vs L-BFGS.
 
     ``model="logistic"``: L2-regularised logistic regression on breast cancer
-    (:func:`logistic_objective`, :math:`\lambda = 10^{-2}`), every method through
-    :func:`curvlib.minimize` from a random start drawn from the seed (tuning start: seed 100).
+    (:class:`curvlib.landscapes.LogisticRegression`, :math:`\lambda = 10^{-2}`, on the float32
+    features of the chapter's networks), every method through
+    :func:`curvlib.minimizer.minimize` from a random start drawn from the seed (tuning start: seed 100).
     ``model="mlp"``: the digits MLP 64-32-10 on ``n_train`` training examples, first-order
-    methods through :mod:`curvlib.compare` (vectorised), L-BFGS through :func:`curvlib.minimize`
+    methods through :mod:`curvlib.compare` (vectorised), L-BFGS through :func:`curvlib.minimizer.minimize`
     on the flattened float64 weights, from the same initial weights. First-order learning rates
     are tuned on ``lr_grid`` by the final training loss; L-BFGS (``history_size``, strong Wolfe
     line search) has none. Returns ``{name: {"loss": (seeds, steps+1), "lr", "nfev": (seeds,)
@@ -322,7 +243,7 @@ def lbfgs_study(model="logistic", *, steps=200, lr_grid=LR_GRID, seeds=compare.D
     out = {}
     if model == "logistic":
         d = breast_cancer(test_size=0.25, seed=0, as_torch=False)
-        fun = logistic_objective(d.X_train, d.y_train)
+        fun = LogisticRegression(d.X_train, d.y_train, l2=1e-2).value_and_grad
         x0s = [0.1 * np.random.default_rng(s).standard_normal(31) for s in (100,) + seeds]
         for name in OPTIMIZERS:
             lr, loss = _first_order_numpy(fun, x0s, name, lr_grid, T)
@@ -504,7 +425,7 @@ def bands_explorer(grid=None, lrs=None):
         x = np.arange(loss.shape[1])
         ok = np.isfinite(loss).all(axis=1)
         if ok.any():
-            mean_band(x, smooth(loss[ok], 5), ax=ax, band="minmax", log_y=True,
+            mean_band(x, compare.smooth(loss[ok], 5), ax=ax, band="minmax", log_y=True,
                       color=_COLORS.get(optimizer), label=f"{optimizer}, lr={lr:g}")
             ax.legend(fontsize=8)
         ax.set_yscale("log")
@@ -524,5 +445,3 @@ def bands_explorer(grid=None, lrs=None):
                     initial={"optimizer": names[-1], "lr": min(lrs, key=lambda v: abs(v - 1e-3))},
                     alt="Training loss band over five seeds for a chosen optimizer and learning rate")
 
-
-EXPLORERS = [sensitivity_explorer, bands_explorer]

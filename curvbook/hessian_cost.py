@@ -32,18 +32,18 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
-from functools import wraps
 
 import numpy as np
 
+from curvlib import plots
 from curvlib._checks import check_choice, check_int, check_positive
+from curvlib.runs import single_thread
 
 __all__ = ["PRECISIONS", "REFERENCE_MACHINE", "memory_rows", "memory_markdown",
            "check_500tb", "inversion_rows", "inversion_markdown", "check_gpt3", "walls",
            "mlp_hessian_problem", "measure_scaling", "loglog_slope", "plot_scaling",
-           "single_thread", "single_threaded", "plain_log_ticks", "plot_memory_landscape", "trained_spectrum", "spectrum_summary", "kappa_by_cutoff", "plot_spectrum",
-           "logistic_condition_number", "memory_explorer", "EXPLORERS"]
+           "plot_memory_landscape", "trained_spectrum", "spectrum_summary", "kappa_by_cutoff", "plot_spectrum",
+           "logistic_condition_number", "memory_explorer"]
 
 #: The floating-point formats of the memory table.
 PRECISIONS = ("float16", "float32", "float64")
@@ -294,6 +294,7 @@ def measure_scaling(hidden_sizes=(1, 2, 3, 4, 6, 8), n_samples=256, repeats=2, s
     if len(hidden_sizes) < 2:
         raise ValueError(f"hidden_sizes needs at least two sizes to fit a slope, got {hidden_sizes}")
     out = {k: [] for k in ("n", "bytes", "form", "eigh", "inv")}
+    import torch  # noqa: F401  (loaded first, so single_thread pins torch's threads too)
     with single_thread():
         _measure(hidden_sizes, n_samples, repeats, seed, out)
     return {k: np.asarray(v) for k, v in out.items()}
@@ -360,34 +361,6 @@ def plot_scaling(result, ax=None, fit_last=4):
 # --------------------------------------------------------------------------------------
 # The spectrum of a trained network
 # --------------------------------------------------------------------------------------
-@contextmanager
-def single_thread():
-    """Run small computations on one thread (torch and numpy's BLAS), restoring the settings after.
-
-    On tiny matrices a second thread only adds synchronisation (and, on a busy machine,
-    waiting); one thread also makes floating-point reductions identical whatever
-    ``OMP_NUM_THREADS`` says, so rounded outputs match between runs and machines.
-    """
-    import torch
-    from threadpoolctl import threadpool_limits
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def single_threaded(function):
-    """Decorator: run ``function`` inside :func:`single_thread`."""
-    @wraps(function)
-    def wrapper(*args, **kwargs):
-        with single_thread():
-            return function(*args, **kwargs)
-    return wrapper
-
-
 def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
     r"""Every Hessian eigenvalue of a 64-``hidden``-10 tanh MLP on digits, at init and trained.
 
@@ -405,6 +378,7 @@ def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
     """
     import torch
     from curvlib import curvature, data, models, optim, train
+    from curvlib.train import accuracy
     steps = check_int("steps", steps, minimum=0)
     n_samples = check_int("n_samples", n_samples, minimum=1)
     hidden = check_int("hidden", hidden, minimum=1)
@@ -420,11 +394,11 @@ def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
         f, w = curvature.flat_loss(model, loss_fn, X, y)
         eig = torch.linalg.eigvalsh(curvature.hessian(f, w)).numpy()
         with torch.no_grad():
-            def accuracy(A, b):
-                return float((model(A).argmax(1) == b).double().mean())
             return dict(eigenvalues=eig, eigenvalues_init=eig_init, n_params=w.numel(),
-                        loss_init=float(f(w0)), loss=float(f(w)), train_accuracy=accuracy(X, y),
-                        test_accuracy=accuracy(split.X_test, split.y_test), n_samples=len(X),
+                        loss_init=float(f(w0)), loss=float(f(w)),
+                        train_accuracy=accuracy(model(X), y),
+                        test_accuracy=accuracy(model(split.X_test), split.y_test),
+                        n_samples=len(X),
                         constant_inputs=int(((X.max(0).values - X.min(0).values) == 0).sum()))
 
 
@@ -459,7 +433,7 @@ def spectrum_summary(eigenvalues, *, zero_tol=1e-3, neg_tol=1e-6, outlier_fracti
 def kappa_by_cutoff(eigenvalues, relative_cutoffs=(1e-2, 1e-4, 1e-6, 1e-8)):
     r"""The "condition number" over the eigenvalues above each cut-off :math:`c\,\lambda_{\max}`.
 
-    Uses :func:`curvlib.curvature.condition_number` with ``cutoff`` :math:`= c\,\lambda_{\max}`.
+    Uses :func:`curvlib.spectrum.condition_number` with ``cutoff`` :math:`= c\,\lambda_{\max}`.
     By construction the answer is at most :math:`1/c`: the number mostly reports the
     cut-off one chose. Returns a list of ``(c, kappa, kept)`` with ``kept`` the number of
     eigenvalues above the cut-off.
@@ -507,50 +481,18 @@ def logistic_condition_number(l2=1e-3):
     it is positive definite: a contrast to the network above. ``l2 > 0`` adds
     :math:`\tfrac{l2}{2}\|w\|^2`; it is needed, because the training split is linearly
     separable and the unregularised loss has no minimiser (its weights grow without bound).
-    Uses float64 Newton iterations from zero.
+    The problem and its minimiser: :class:`curvlib.landscapes.LogisticRegression`.
     """
-    from curvlib import data
-    l2 = check_positive("l2", l2)
-    split = data.breast_cancer(as_torch=False, dtype="float64")
-    X = np.hstack([split.X_train, np.ones((len(split.X_train), 1))])
-    y = split.y_train.astype(float)
-    w = np.zeros(X.shape[1])
-
-    def hess(w):
-        p = 1 / (1 + np.exp(-X @ w))
-        return (X * (p * (1 - p))[:, None]).T @ X / len(y) + l2 * np.eye(len(w))
-
-    for _ in range(30):
-        p = 1 / (1 + np.exp(-X @ w))
-        g = X.T @ (p - y) / len(y) + l2 * w
-        w = w - np.linalg.solve(hess(w), g)
-        if np.max(np.abs(g)) < 1e-12:
-            break
-    lam = np.linalg.eigvalsh(hess(w))
+    from curvlib.landscapes import LogisticRegression
+    problem = LogisticRegression.breast_cancer(check_positive("l2", l2))
+    lam = np.linalg.eigvalsh(problem.hess(problem.minimum))
     return dict(kappa=float(lam[-1] / lam[0]), lambda_max=float(lam[-1]), lambda_min=float(lam[0]),
-                weight_norm=float(np.linalg.norm(w)))
+                weight_norm=float(np.linalg.norm(problem.minimum)))
 
 
 # --------------------------------------------------------------------------------------
 # Widget: bytes against hardware
 # --------------------------------------------------------------------------------------
-def plain_log_ticks(axis, every=1):
-    """Label a log axis ``1e3, 1e6, ...`` in plain text: no mathtext parsing, so a widget frame
-    draws several times faster. ``every`` keeps one decade label in ``every``."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    def label(v, _):
-        if v <= 0:
-            return ""
-        e = int(round(math.log10(v)))
-        return f"1e{e}" if abs(math.log10(v) - e) < 1e-9 and e % every == 0 else ""
-
-    axis.set_major_locator(LogLocator(base=10.0, numticks=30))
-    axis.set_major_formatter(FuncFormatter(label))
-    axis.set_minor_formatter(NullFormatter())
-
-
-
 def memory_explorer(models=None):
     """Explorer: pick a model and a precision; see the Hessian's bytes against real machines.
 
@@ -584,7 +526,7 @@ def memory_explorer(models=None):
         for (hw, b), style in zip(machines.items(), ("--", ":", "-")):
             ax.axvline(float(b), color="k", ls=style, lw=1, label=f"{hw}: {mem.format_bytes(b)}")
         ax.set_xlim(1e5, float(max(row["full"], largest)) * 30)
-        plain_log_ticks(ax.xaxis, every=3)
+        plots.plain_log_ticks(ax, "x", numticks=30, every=3)
         ax.set_xlabel("bytes (log scale)")
         ax.set_title(f"{model}, {precision}: {sizes[model]:,} parameters", fontsize=10)
         ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
@@ -598,5 +540,3 @@ def memory_explorer(models=None):
                     alt="Bar chart of the bytes of a model's exact Hessian against GPU and "
                         "supercomputer memory, on a log scale")
 
-
-EXPLORERS = [memory_explorer]

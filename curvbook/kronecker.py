@@ -24,8 +24,8 @@ This module holds the chapter's machinery, built on :mod:`curvlib.second_order`,
 * :func:`kron_identity_check` and :func:`kfac_factor_error` -- the identity that makes K-FAC
   cheap, and how much of a real Fisher block the Kronecker product keeps;
 * :func:`compare_methods` -- SGD+momentum, Adam, K-FAC and Shampoo on the digits MLP, each
-  learning rate tuned on one grid (:func:`curvlib.compare.tune_lr`), then every method trained
-  from the same seeds with its wall time recorded; :func:`plot_comparison` draws loss against
+  learning rate tuned on one grid, then every method trained from the same seeds with its
+  wall time recorded (:func:`curvlib.compare.tune_and_compare`); :func:`plot_comparison` draws loss against
   steps and against wall time with bands over seeds;
 * :func:`layer_state_bytes`, :func:`resnet50_state_bytes`, :func:`step_flops` -- memory per
   layer and a deterministic cost proxy (floating-point operations per step);
@@ -36,8 +36,6 @@ This module holds the chapter's machinery, built on :mod:`curvlib.second_order`,
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,40 +44,24 @@ import torch.nn.functional as F
 from curvlib import compare, memory, optim
 from curvlib._checks import check_choice, check_int, check_positive
 from curvlib.models import mlp
-from curvlib.second_order import KFAC, Shampoo, kfac_bytes, kfac_layers, shampoo_bytes
+from curvlib.train import StackedModels, accuracy, minibatches
+from curvlib.second_order import kfac_bytes, kfac_layers, shampoo_bytes
 
 __all__ = ["METHODS", "LR_GRID", "DIGITS_SIZES", "kron_identity_check", "kfac_factor_error",
-           "Comparison", "compare_methods", "plot_comparison", "time_grid_losses",
+           "compare_methods", "plot_comparison", "time_grid_losses",
            "layer_state_bytes", "resnet50_state_bytes", "step_flops",
            "adam_success_curve", "ALGOPERF", "plot_algoperf", "plot_selection_chart",
-           "cost_explorer", "EXPLORERS"]
+           "cost_explorer"]
 
-#: The digits network of the chapter: 64 pixels -> 32 tanh units -> 10 classes.
+#: The digits network of the chapter, 64 pixels -> 32 tanh units -> 10 classes.
 DIGITS_SIZES = (64, 32, 10)
 #: The one learning-rate grid every method is tuned on.
-LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-
-
-def _sgd_momentum(model, lr):
-    return optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-
-
-def _adam(model, lr):
-    return optim.Adam(model.parameters(), lr=lr)
-
-
-def _kfac(model, lr):
-    return KFAC(model, lr=lr)
-
-
-def _shampoo(model, lr):
-    return Shampoo(model.parameters(), lr=lr, update_interval=10)
-
-
+LR_GRID = compare.lr_grid(0.01, 10.0)
 #: name -> ``(model, lr) -> optimizer``. Library defaults throughout; K-FAC refreshes its
 #: eigendecompositions every 10 steps (its default) and Shampoo its inverse roots every 10
 #: steps too, so the two pay the same amortised price for their factorisations.
-METHODS = {"SGD+momentum": _sgd_momentum, "Adam": _adam, "K-FAC": _kfac, "Shampoo": _shampoo}
+METHODS = {"SGD+momentum": optim.factory("momentum"), "Adam": optim.factory("adam"),
+           "K-FAC": optim.factory("kfac"), "Shampoo": optim.factory("shampoo", update_interval=10)}
 
 
 # --------------------------------------------------------------------------------------
@@ -193,128 +175,30 @@ def kfac_factor_error(model, X, y, layer=-1, *, fisher="empirical", damping=1e-3
 # --------------------------------------------------------------------------------------
 # The comparison: tune on one grid, report over seeds, record wall time
 # --------------------------------------------------------------------------------------
-def _paired(sizes, make_optimizer):
-    """``make_model(seed)`` and ``factory(params, lr)`` for :mod:`curvlib.compare`.
-
-    K-FAC needs the model, not just its parameters, so ``factory`` reads the model the
-    paired ``make_model`` built last (compare builds a model, then its optimizer). The
-    record lives in this closure, not in the module.
-    """
-    built = {}
-
-    def make_model(seed):
-        built["model"] = mlp(list(sizes), "tanh", seed=seed)
-        return built["model"]
-
-    def factory(params, lr):
-        if make_optimizer in (_sgd_momentum, _adam):   # elementwise: compare may vmap them
-            cls, kw = (optim.SGD, {"momentum": 0.9}) if make_optimizer is _sgd_momentum \
-                else (optim.Adam, {})
-            return cls(params, lr=lr, **kw)
-        return make_optimizer(built["model"], lr)
-
-    return make_model, factory
-
-
-@dataclass
-class Comparison:
-    """What :func:`compare_methods` measured.
-
-    ``runs[name]`` is a :class:`curvlib.compare.RunStats` (per-step minibatch losses over the
-    reporting seeds, final training loss and validation accuracy); ``time[name]`` holds the
-    wall-clock seconds after each step, ``(seeds, steps)``; ``best_lr``, ``scores`` and
-    ``at_edge`` record the tuning on the shared grid; ``models[name]`` the network trained
-    from the first reporting seed.
-    """
-    lr_grid: tuple
-    steps: int
-    batch_size: int
-    sizes: tuple
-    best_lr: dict
-    scores: dict
-    at_edge: dict
-    runs: dict
-    time: dict
-    models: dict = field(default_factory=dict)
-
-    @property
-    def names(self):
-        return list(self.runs)
-
-    def steps_to(self, target):
-        """Per method, the median over seeds of the first step whose minibatch loss is
-        <= ``target`` (``inf`` if a seed never gets there)."""
-        return {n: float(np.median(r.steps_to(target))) for n, r in self.runs.items()}
-
-
-def _report_run(make_optimizer, lr, sizes, data, steps, batch_size, seed):
-    from curvlib.train import train, evaluate
-
-    model = mlp(list(sizes), "tanh", seed=seed)
-    res = train(model, make_optimizer(model, lr), data.train, steps=steps,
-                batch_size=batch_size, seed=seed, diverge_factor=compare.DIVERGE_FACTOR)
-    loss, times = np.full(steps, np.nan), np.full(steps, np.nan)
-    loss[res.step], times[res.step] = res.loss, res.time
-    with torch.no_grad():
-        model.eval()
-        train_loss = float(F.cross_entropy(model(data.X_train), data.y_train))
-        val_loss = float(F.cross_entropy(model(data.X_test), data.y_test))
-    acc = evaluate(model, data.X_test, data.y_test)
-    if res.diverged or not math.isfinite(train_loss):
-        train_loss, val_loss, acc = math.inf, math.inf, 0.0
-    return model, loss, times, res.diverged_at, train_loss, val_loss, acc
-
-
 def compare_methods(data, *, methods=None, lr_grid=LR_GRID, seeds=compare.DEFAULT_SEEDS,
                     tune_seeds=(100,), steps=40, batch_size=256, sizes=DIGITS_SIZES):
     r"""Train an MLP with every method at its tuned learning rate from every seed.
 
-    Protocol (:mod:`curvlib.compare`): each method's learning rate is chosen on the same
-    ``lr_grid`` by the full training loss after ``steps`` minibatch steps from the tuning
-    seeds (separate from the reporting seeds; SGD and Adam use compare's vectorised path,
-    K-FAC and Shampoo its reference loop); then every method is trained from each of
-    ``seeds`` (at least five) through :func:`curvlib.train.train`, which records the loss and
-    the wall time of every step. The seed fixes the initial weights and the minibatch order,
-    so all methods see the same data in the same order.
+    The protocol of :func:`curvlib.compare.tune_and_compare`: each method's learning rate is
+    chosen on the same ``lr_grid`` by the full training loss after ``steps`` minibatch steps
+    from the tuning seeds (separate from the reporting seeds; SGD and Adam take compare's
+    vectorised path, K-FAC and Shampoo its reference loop); then every method is trained from
+    each of ``seeds`` (at least five) through :func:`curvlib.train.train`, which records the
+    loss and the wall time of every step (``timed=True``). The seed fixes the initial weights
+    and the minibatch order, so all methods see the same data in the same order.
 
     ``data`` is a :class:`curvlib.data.Split`; ``methods`` maps names to
-    ``(model, lr) -> optimizer`` (default :data:`METHODS`). Returns a :class:`Comparison`.
+    ``(model, lr) -> optimizer`` (default :data:`METHODS`). Returns a
+    :class:`curvlib.compare.Comparison`; ``runs[name].time`` holds the wall-clock seconds
+    after each step.
     """
     methods = dict(METHODS if methods is None else methods)
     if not methods:
         raise ValueError("methods must not be empty")
-    for name, make in methods.items():
-        if not callable(make):
-            raise TypeError(f"methods[{name!r}] must be callable (model, lr) -> optimizer")
-    seeds = tuple(check_int("seeds", s, minimum=0) for s in seeds)
-    if len(seeds) < 5:
-        raise ValueError(f"seeds must hold at least 5 seeds for a fair comparison, got {len(seeds)}")
-    steps = check_int("steps", steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    grid = tuple(sorted(check_positive("lr_grid", v) for v in lr_grid))
-    if not grid:
-        raise ValueError("lr_grid must not be empty")
-    split = (data.X_train, data.y_train, data.X_test, data.y_test)
-    best, scores, at_edge, runs, times, models = {}, {}, {}, {}, {}, {}
-    for name, make in methods.items():
-        make_model, factory = _paired(sizes, make)
-        lr, sc = compare.tune_lr(factory, grid, make_model, split, steps=steps,
-                                 tune_seeds=tune_seeds, batch_size=batch_size,
-                                 select="train_loss")
-        best[name], scores[name] = lr, sc
-        at_edge[name] = len(grid) > 1 and lr in (grid[0], grid[-1])
-        out = [_report_run(make, lr, sizes, data, steps, batch_size, s) for s in seeds]
-        models[name] = out[0][0]
-        runs[name] = compare.RunStats(
-            name=name, lr=lr, seeds=seeds, loss=np.stack([o[1] for o in out]),
-            grad_norm=np.full((len(seeds), steps), np.nan),
-            train_loss=np.array([o[4] for o in out]), val_loss=np.array([o[5] for o in out]),
-            val_acc=np.array([o[6] for o in out]),
-            diverged=[(s, o[3]) for s, o in zip(seeds, out) if o[3] is not None])
-        times[name] = np.stack([o[2] for o in out])
-    return Comparison(lr_grid=grid, steps=steps, batch_size=batch_size, sizes=tuple(sizes),
-                      best_lr=best, scores=scores, at_edge=at_edge, runs=runs, time=times,
-                      models=models)
+    return compare.tune_and_compare(methods, lr_grid, lambda s: mlp(list(sizes), "tanh", seed=s),
+                                    data, steps=steps, seeds=seeds, batch_size=batch_size,
+                                    select="train_loss", tune_seeds=tune_seeds, timed=True)
 
 
 def time_grid_losses(loss, times, points=60):
@@ -360,7 +244,7 @@ def plot_comparison(result, flops_per_step=None, axes=None):
         color = f"C{i}"
         label = f"{name} (lr={r.lr:g})"
         plots.mean_band(steps, r.loss, ax=axes[0], log_y=True, color=color, label=label)
-        grid, res = time_grid_losses(r.loss, result.time[name])
+        grid, res = time_grid_losses(r.loss, r.time)
         plots.mean_band(grid * 1e3, res, ax=axes[1], log_y=True, color=color, label=label,
                         xlabel="wall time (ms)")
         if panels == 3:
@@ -525,8 +409,8 @@ def adam_success_curve(data, *, budgets=(10, 20, 40, 80, 160), targets=(0.9, 0.9
 
     Success here means: validation accuracy :math:`\ge` ``target`` after ``budget`` minibatch
     steps of Adam (``lr=1e-3``, :math:`\beta=(0.9, 0.999)`) on the digits MLP. All seeds train at
-    once in one vectorised model (:func:`torch.vmap`; Adam is elementwise, so each seed's
-    run is exactly its own), and the accuracy is read at every budget. Returns
+    once in one vectorised model (:class:`curvlib.train.StackedModels`; Adam is elementwise,
+    so each seed's run is exactly its own), and the accuracy is read at every budget. Returns
     ``{"budgets": (...), "rates": {target: array over budgets}, "accuracy": (seeds, budgets)}``.
     """
     budgets = tuple(sorted(check_int("budgets", b, minimum=1) for b in budgets))
@@ -537,31 +421,20 @@ def adam_success_curve(data, *, budgets=(10, 20, 40, 80, 160), targets=(0.9, 0.9
     if not seeds:
         raise ValueError("seeds must not be empty")
     lr, batch_size = check_positive("lr", lr), check_int("batch_size", batch_size, minimum=1)
-    nets = [mlp(list(sizes), "tanh", seed=s) for s in seeds]
-    template = nets[0]
-    names = [n for n, _ in template.named_parameters()]
-    leaves = [torch.stack([dict(m.named_parameters())[n].detach() for m in nets]).requires_grad_()
-              for n in names]
-    opt = optim.Adam(leaves, lr=lr)
-    call = lambda p, x: torch.func.functional_call(template, p, (x,))  # noqa: E731
-    loss = torch.vmap(lambda p, x, y: F.cross_entropy(call(p, x), y))
-    evaluate = torch.vmap(call, in_dims=(0, None))
+    stack = StackedModels([mlp(list(sizes), "tanh", seed=s) for s in seeds])
+    opt = optim.factory("adam", lr=lr)(stack.groups[0])
     X, y = data.X_train, data.y_train
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    n, cursor, order = len(X), len(X), None
+    orders = [minibatches(len(X), batch_size, s) for s in seeds]
     acc = np.zeros((len(seeds), len(budgets)))
     for t in range(1, budgets[-1] + 1):
-        if cursor + batch_size > n:
-            order, cursor = torch.stack([torch.randperm(n, generator=g) for g in gens]), 0
-        idx = order[:, cursor:cursor + batch_size]
-        cursor += batch_size
+        idx = torch.stack([next(o) for o in orders])
         opt.zero_grad()
-        loss(dict(zip(names, leaves)), X[idx], y[idx]).sum().backward()
+        stack.losses(X[idx], y[idx], F.cross_entropy, per_copy=True).sum().backward()
         opt.step()
         if t in budgets:
             with torch.no_grad():
-                pred = evaluate(dict(zip(names, leaves)), data.X_test).argmax(-1)
-            acc[:, budgets.index(t)] = (pred == data.y_test).double().mean(1).numpy()
+                out = stack.outputs(data.X_test)
+            acc[:, budgets.index(t)] = [accuracy(o, data.y_test) for o in out]
     rates = {tgt: (acc >= tgt).mean(0) for tgt in targets}
     return {"budgets": budgets, "rates": rates, "accuracy": acc}
 
@@ -569,7 +442,7 @@ def adam_success_curve(data, *, budgets=(10, 20, 40, 80, 160), targets=(0.9, 0.9
 # --------------------------------------------------------------------------------------
 # AlgoPerf: the published results
 # --------------------------------------------------------------------------------------
-#: Scores of the first AlgoPerf: Training Algorithms competition (leaderboard v0.5, benchmark
+#: Scores of the first "AlgoPerf - Training Algorithms" competition (leaderboard v0.5, benchmark
 #: v0.1.5), from the official leaderboard, github.com/mlcommons/submissions_algorithms,
 #: ``previous_leaderboards/algoperf_v05/README.md``; analysed in Kasimbeg et al. (2025),
 #: "Accelerating neural network training: An analysis of the AlgoPerf competition", ICLR.
@@ -745,5 +618,3 @@ def cost_explorer(d_in=(64, 512, 4096), d_out=(10, 512, 4096), batch_sizes=(32, 
                     alt="Bar charts of optimizer-state bytes and flops per step for SGD, Adam, "
                         "K-FAC and Shampoo on one linear layer")
 
-
-EXPLORERS = [cost_explorer]

@@ -47,7 +47,7 @@ __all__ = ["lecture_momentum", "torch_sgd_path", "torch_equivalence", "character
            "spectral_radius", "stability_limit", "optimal_parameters", "measured_rate",
            "rate_grid", "steps_to_tolerance", "rate_table", "oscillation_check", "nesterov_schedule",
            "sublinear_race", "lessard_gradient", "heavy_ball_counterexample", "digits_speedup",
-           "plot_rate_heatmap", "plot_sublinear_race", "momentum_explorer", "EXPLORERS"]
+           "plot_rate_heatmap", "plot_sublinear_race", "momentum_explorer"]
 
 METHODS = ("gd", "heavy_ball", "nesterov")
 
@@ -492,71 +492,47 @@ def heavy_ball_counterexample(x0=3.3, steps=60):
 # "10-30% faster" on a real network
 # --------------------------------------------------------------------------------------
 def digits_speedup(*, steps=120, batch_size=64, hidden=64, seeds=(0, 1, 2, 3, 4),
-                   lr_grid=(0.1, 0.3, 1.0, 3.0, 10.0), momentum=0.9, target=None, window=20):
+                   lr_grid=None, momentum=0.9, target=None, window=20):
     r"""SGD vs SGD with momentum on an MLP for scikit-learn's digits, each with a tuned lr.
 
     Both optimizers (:class:`curvlib.optim.SGD`) get the same budget and the same
-    learning-rate grid; each rate is chosen on a separate tuning seed by final training loss
+    learning-rate grid (default ``curvlib.compare.lr_grid(0.1, 10)``); each rate is chosen on a separate tuning seed by final training loss
     (:func:`curvlib.compare.tune_and_compare`), then both are trained from ``seeds``. The speed
     measure is the number of steps until the mini-batch loss, averaged over the last ``window``
-    steps, first falls below ``target`` (default: the highest smoothed final loss among the
-    SGD runs, a level every SGD run reaches within the budget).
+    steps (:func:`curvlib.compare.steps_to_target`), first falls below ``target`` (default:
+    the highest smoothed final loss among the SGD runs, a level every SGD run reaches within
+    the budget).
 
-    Training runs on one thread (restored afterwards), so the result does not depend on
-    ``OMP_NUM_THREADS``. Returns a dict with the :class:`~curvlib.compare.Comparison` (its
-    ``scores`` hold the final loss at every rate of the grid, the tuning curve), ``target``,
-    per-seed ``steps_to_target`` and ``speedup`` (mean SGD steps / mean momentum steps).
+    Training runs on one thread (:func:`curvlib.runs.single_thread`), so the result does not
+    depend on ``OMP_NUM_THREADS``. Returns a dict with the :class:`~curvlib.compare.Comparison`
+    (its ``scores`` hold the final loss at every rate of the grid, the tuning curve),
+    ``target``, per-seed ``steps_to_target`` (``inf`` if never) and ``speedup`` (mean SGD
+    steps / mean momentum steps).
     """
-    import torch
-
-    from curvlib import compare, models
+    from curvlib import compare, models, optim
     from curvlib import data as cdata
-    from curvlib.optim import SGD
+    from curvlib.runs import single_thread
 
     steps = check_int("steps", steps, minimum=2 * window)
     momentum = check_unit_interval("momentum", momentum)
     data = cdata.digits()
-
-    def make_model():  # compare seeds torch before each call: the seed picks the weights
-        return models.mlp([64, hidden, 10], seed=torch.initial_seed())
-
     names = ("SGD", f"SGD+momentum {momentum:g}")
-    optimizers = {names[0]: lambda p, lr: SGD(p, lr=lr),
-                  names[1]: lambda p, lr: SGD(p, lr=lr, momentum=momentum)}
-    # one thread: a tiny model runs fastest that way, and the numbers no longer depend on
-    # OMP_NUM_THREADS (the summation order of a threaded matmul does)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        comp = compare.tune_and_compare(optimizers, lr_grid, make_model, data, steps=steps,
-                                        seeds=seeds, batch_size=batch_size, select="train_loss")
-    finally:
-        torch.set_num_threads(previous)
-    smooth = {name: _smooth(r.loss, window) for name, r in comp.runs.items()}
+    lr_grid = compare.lr_grid(0.1, 10.0) if lr_grid is None else lr_grid
+    optimizers = {names[0]: optim.factory("sgd"),
+                  names[1]: optim.factory("momentum", momentum=momentum)}
+    with single_thread():
+        comp = compare.tune_and_compare(optimizers, lr_grid,
+                                        lambda s: models.mlp([64, hidden, 10], seed=s), data,
+                                        steps=steps, seeds=seeds, batch_size=batch_size,
+                                        select="train_loss")
     if target is None:
-        target = float(np.nanmax(smooth[names[0]][:, -1]))
-    reached = {name: _first_below(s, target) for name, s in smooth.items()}
+        finals = compare.smooth(comp.runs[names[0]].loss, window)[:, -1]
+        target = float(np.max(finals[np.isfinite(finals)]))
+    reached = {name: compare.steps_to_target(r.loss, target, window)
+               for name, r in comp.runs.items()}
     speedup = float(np.mean(reached[names[0]]) / np.mean(reached[names[1]]))
     return {"comparison": comp, "names": names, "target": target, "steps_to_target": reached,
             "speedup": speedup, "best_lr": dict(comp.best_lr), "momentum": momentum}
-
-
-def _smooth(loss, window):
-    """Trailing moving average along the step axis (NaN-safe: NaN stays NaN)."""
-    L = np.asarray(loss, dtype=float)
-    c = np.cumsum(np.nan_to_num(L, nan=np.inf), axis=1)
-    out = np.full_like(L, np.nan)
-    with np.errstate(invalid="ignore"):
-        out[:, window - 1:] = (c[:, window - 1:] - np.concatenate(
-            [np.zeros((len(L), 1)), c[:, :-window]], axis=1)) / window
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-def _first_below(curves, target):
-    """Per row, the first step with value <= target (the budget length if never)."""
-    hit = curves <= target
-    return np.where(hit.any(axis=1), np.argmax(hit, axis=1), curves.shape[1]).astype(float)
 
 
 # --------------------------------------------------------------------------------------
@@ -616,7 +592,8 @@ def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
     """
     from curvlib import plots
     from curvlib.landscapes import Quadratic
-    from curvlib.widgets import Explorer, divergence_step
+    from curvlib.runs import divergence_step
+    from curvlib.widgets import Explorer
 
     f = Quadratic(condition_number=kappa, angle=angle, smallest_eigenvalue=1.0 / kappa)
     steps = check_int("steps", steps, minimum=2)
@@ -637,7 +614,7 @@ def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
         ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.25])
         paths, curves, summary = {}, {}, []
         for name, (x, gap) in runs.items():
-            k = divergence_step(gap[:, i, j], limit=1e6 * f0)
+            k = divergence_step(gap[:, i, j])
             n_tol = steps_to_tolerance(gap[:, i, j] / f0, tol ** 2)
             paths[name] = x[:, i, j] if k is None else np.vstack([x[:k, i, j], [np.nan, np.nan]])
             g = gap[:, i, j] if k is None else np.r_[gap[:k, i, j], np.nan]
@@ -663,5 +640,3 @@ def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
                     initial={"lr": 1.0, "momentum": 0.8},
                     alt="Heavy-ball and Nesterov paths on a rotated quadratic, with their loss curves")
 
-
-EXPLORERS = [momentum_explorer]

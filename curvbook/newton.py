@@ -10,7 +10,7 @@ Wright, 2006, *Numerical Optimization*, 2nd ed., Springer, Thm. 3.5). Far from i
 step can go anywhere; a backtracking line search or damping makes it safe (Boyd &
 Vandenberghe, 2004, *Convex Optimization*, Cambridge University Press, §9.5).
 
-The runs go through :func:`curvlib.minimize` (``method="newton"`` and ``"gd"``). Two fast
+The runs go through :func:`curvlib.minimizer.minimize` (``method="newton"`` and ``"gd"``). Two fast
 paths, tested against it, keep the notebook and the widget quick: :func:`gd_quadratic_path`
 (gradient descent on a quadratic in closed form) and :func:`gd_path` (a lean loop for tens
 of thousands of gradient steps).
@@ -23,11 +23,10 @@ import numpy as np
 
 from curvlib import minimize
 from curvlib._checks import check_int, check_positive, check_real
-from curvlib.landscapes import Quadratic, Rosenbrock
+from curvlib.landscapes import LogisticRegression, Quadratic, Rosenbrock
 
 __all__ = ["quadratic", "gd_quadratic_path", "gd_path", "steps_to", "quadratic_race",
-           "iteration_table", "rosenbrock_race", "LogisticRegression", "breast_cancer_problem",
-           "logistic_race", "digits_table", "plot_race", "newton_explorer", "EXPLORERS"]
+           "iteration_table", "rosenbrock_race", "logistic_race", "digits_table", "plot_race", "newton_explorer"]
 
 
 # --------------------------------------------------------------------------------------
@@ -43,56 +42,6 @@ def quadratic(kappa, angle=0.0):
     if kappa < 1:
         raise ValueError(f"kappa must be >= 1, got {kappa}")
     return Quadratic(condition_number=kappa, angle=angle, smallest_eigenvalue=1.0 / kappa)
-
-
-class LogisticRegression:
-    r"""L2-regularised logistic regression, with exact gradient and Hessian.
-
-    .. math::
-        f(w) = \frac1n\sum_{i=1}^n \big[\log(1+e^{x_i^\top w}) - y_i x_i^\top w\big]
-               + \frac{\lambda}{2}\|w\|^2,\qquad
-        \nabla f = \tfrac1n X^\top(p - y) + \lambda w,\qquad
-        \nabla^2 f = \tfrac1n X^\top \mathrm{diag}(p(1-p)) X + \lambda I,
-
-    with :math:`p = \sigma(Xw)`. ``L`` is the smoothness bound
-    :math:`\lambda_{\max}(X^\top X)/(4n) + \lambda`, which makes :math:`\eta = 1/L` safe for
-    gradient descent. One gradient costs about :math:`4nd` flops, one Newton step about
-    :math:`2nd^2 + d^3/3` (forming the Hessian and a Cholesky solve): ``flops_gradient`` and
-    ``flops_newton``.
-    """
-
-    def __init__(self, X, y, l2=1e-2):
-        X = np.asarray(X, dtype=float)
-        y = np.asarray(y, dtype=float)
-        if X.ndim != 2 or y.shape != (X.shape[0],):
-            raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
-        if not np.all((y == 0) | (y == 1)):
-            raise ValueError("y must contain only 0 and 1")
-        self.X, self.y, self.l2 = X, y, check_positive("l2", l2)
-        n, d = X.shape
-        self.L = float(np.linalg.eigvalsh(X.T @ X / n).max() / 4 + self.l2)
-        self.flops_gradient = 4 * n * d
-        self.flops_newton = 2 * n * d * d + d ** 3 // 3 + 4 * n * d
-
-    def __call__(self, w):
-        z = self.X @ w
-        return float(np.mean(np.logaddexp(0.0, z) - self.y * z) + 0.5 * self.l2 * (w @ w))
-
-    def grad(self, w):
-        p = 1.0 / (1.0 + np.exp(-(self.X @ w)))
-        return self.X.T @ (p - self.y) / len(self.y) + self.l2 * w
-
-    def hess(self, w):
-        p = 1.0 / (1.0 + np.exp(-(self.X @ w)))
-        return (self.X.T * (p * (1 - p))) @ self.X / len(self.y) + self.l2 * np.eye(self.X.shape[1])
-
-
-def breast_cancer_problem(l2=1e-2):
-    """:class:`LogisticRegression` on the training split of :func:`curvlib.data.breast_cancer`
-    (standardised features plus a column of ones for the bias; 426 x 31)."""
-    from curvlib import data
-    X, y, _, _ = data.breast_cancer(as_torch=False, dtype="float64")
-    return LogisticRegression(np.hstack([X, np.ones((len(X), 1))]), y, l2=l2)
 
 
 # --------------------------------------------------------------------------------------
@@ -225,21 +174,22 @@ def rosenbrock_race(*, gd_lr=1e-3, tol=1e-6, gd_maxiter=60_000):
 
 
 def logistic_race(l2=1e-2, *, tol=1e-6, gd_maxiter=50_000):
-    r"""Newton and gradient descent (:math:`\eta = 1/L`) on :func:`breast_cancer_problem`.
+    r"""Newton and gradient descent (:math:`\eta = 1/L`) on logistic regression for breast
+    cancer (:meth:`curvlib.landscapes.LogisticRegression.breast_cancer`).
 
     The reference :math:`w^\star` is Newton's iterate once the gradient is below
     :math:`10^{-13}`. Counts steps to :math:`\|w - w^\star\| \le` ``tol`` :math:`\|w^\star\|`,
-    and the work in flops (:attr:`LogisticRegression.flops_newton` per Newton step,
+    and the work in flops (``flops_newton`` per Newton step,
     ``flops_gradient`` per GD step). Returns a dict with ``problem``, ``w_star``, ``paths``,
     ``steps``, ``flops`` and ``kappa`` (condition number of the Hessian at :math:`w^\star`).
     """
-    prob = breast_cancer_problem(l2)
-    w0 = np.zeros(prob.X.shape[1])
+    prob = LogisticRegression.breast_cancer(l2)
+    w0 = prob.x0
     r = minimize(prob, w0, jac=prob.grad, hess=prob.hess, method="newton", maxiter=50,
                  gtol=1e-13, line_search_fn="backtracking")
     w_star = r.x
     thr = check_positive("tol", tol) * float(np.linalg.norm(w_star))
-    gd = gd_path(prob.grad, w0, 1.0 / prob.L, gd_maxiter, x_star=w_star, tol=thr)
+    gd = gd_path(prob.grad, w0, 1.0 / prob.smoothness, gd_maxiter, x_star=w_star, tol=thr)
     paths = {"Newton": r.path, "gradient descent": gd}
     steps = {k: steps_to(p, w_star, thr) for k, p in paths.items()}
     flops = {"Newton": None if steps["Newton"] is None else steps["Newton"] * prob.flops_newton,
@@ -358,5 +308,3 @@ def newton_explorer(tol=1e-6, maxiter=20_000):
                     alt="Gradient descent and Newton paths on a quadratic of chosen condition "
                         "number and rotation, with their errors against the step")
 
-
-EXPLORERS = [newton_explorer]

@@ -6,7 +6,8 @@ r"""Chapter 3: the practical compromises -- L-BFGS and Adam -- measured.
     H_{k+1}^{-1} = (I - \rho_k s_k y_k^\top)\, H_k^{-1}\, (I - \rho_k y_k s_k^\top)
                    + \rho_k s_k s_k^\top,\qquad \rho_k = \frac{1}{y_k^\top s_k},
 
-(:func:`bfgs_inverse_update`, a dense :math:`n\times n` matrix). L-BFGS never forms it: the
+(:func:`curvlib.quasi_newton.bfgs_inverse_update`, re-exported here, a dense :math:`n\times n`
+matrix). L-BFGS never forms it: the
 two-loop recursion (:func:`curvlib.quasi_newton.two_loop_direction`) applies the same
 matrix, built from the last :math:`m` pairs on top of :math:`\gamma I`, to a vector in
 :math:`O(mn)`. :func:`two_loop_check` holds the two against each other along a real run.
@@ -14,7 +15,7 @@ Liu & Nocedal (1989), "On the limited memory BFGS method for large scale optimiz
 Math. Programming 45:503-528; Nocedal & Wright, *Numerical Optimization*, 2nd ed., 2006, §7.2.
 
 The experiments run on full-batch, L2-regularised logistic regression of scikit-learn's
-breast-cancer set (:class:`LogisticProblem`): :func:`full_batch_race` (GD, heavy ball, Adam,
+breast-cancer set (:class:`curvlib.landscapes.LogisticRegression`, :math:`\lambda = 10^{-3}`): :func:`full_batch_race` (GD, heavy ball, Adam,
 L-BFGS, Newton), :func:`history_sweep` (the history size :math:`m`), :func:`error_ratios`
 (is the convergence superlinear?) and :func:`minibatch_grid` (L-BFGS on mini-batches, with
 the curvature pair taken across two batches as ``torch.optim.LBFGS`` does, or on one batch
@@ -36,113 +37,38 @@ import math
 
 import numpy as np
 
-from curvlib import rules
-from curvlib._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
-from .hessian_cost import plain_log_ticks, single_thread, single_threaded
+from curvlib import methods, minimize, plots, rules
+from curvlib._checks import check_int, check_positive, check_real, check_unit_interval
+from curvlib.landscapes import LogisticRegression
+from curvlib.quasi_newton import bfgs_inverse_update
+from curvlib.runs import single_thread
+from . import LECTURE_TABLE
 
-__all__ = ["LogisticProblem", "bfgs_inverse_update", "explicit_inverse_hessian", "two_loop_check",
+__all__ = ["explicit_inverse_hessian", "two_loop_check",
            "full_batch_race", "plot_race", "extrapolated_iterations", "history_sweep", "error_ratios", "ratio_by_window",
            "stochastic_lbfgs", "stochastic_adam", "minibatch_grid", "plot_minibatch_grid",
            "bias_correction_ratio", "plot_bias_correction", "quadratic_problem", "jacobi_condition_number",
            "preconditioning_race", "plot_preconditioning", "state_bytes_rows", "comparison_rows", "comparison_markdown",
-           "adam_explorer", "lbfgs_history_explorer", "EXPLORERS"]
+           "adam_explorer", "lbfgs_history_explorer"]
 
 
 # --------------------------------------------------------------------------------------
 # The problem: L2-regularised logistic regression on breast cancer
 # --------------------------------------------------------------------------------------
-class LogisticProblem:
-    r"""Mean logistic loss with an L2 penalty, on standardised breast-cancer features.
+def _problem(problem, l2=1e-3):
+    """``problem``, or the chapter's default: logistic regression on breast cancer, ``l2``."""
+    return LogisticRegression.breast_cancer(l2) if problem is None else problem
 
-    .. math::
-        f(w) = \frac1N \sum_{i=1}^N \bigl[\log(1+e^{x_i^\top w}) - y_i\, x_i^\top w\bigr]
-               + \frac{\lambda}{2}\|w\|^2,\qquad
-        \nabla f = \frac1N X^\top(\sigma(Xw) - y) + \lambda w,\qquad
-        \nabla^2 f = \frac1N X^\top D X + \lambda I
 
-    with :math:`D = \operatorname{diag}(\sigma(1-\sigma))` and a column of ones for the bias.
-    ``l2`` (:math:`\lambda`) must be positive: the training split is linearly separable, so
-    without it the loss has no minimiser. :attr:`w_star` and :attr:`f_star` come from Newton's
-    method run to machine precision.
-    """
-
-    @single_threaded
-    def __init__(self, l2=1e-3, seed=0):
-        from curvlib import data
-        self.l2 = check_positive("l2", l2)
-        split = data.breast_cancer(as_torch=False, dtype="float64", seed=seed)
-        self.X = np.hstack([split.X_train, np.ones((len(split.X_train), 1))])
-        self.y = split.y_train.astype(np.float64)
-        self.n_samples, self.dim = self.X.shape
-        self.x0 = np.zeros(self.dim)
-        #: a global bound on the curvature: lambda_max(X^T X)/(4N) + l2 (sigma' <= 1/4)
-        self.smoothness = float(np.linalg.eigvalsh(self.X.T @ self.X).max() / (4 * self.n_samples)
-                                + self.l2)
-        w = self.x0.copy()
-        for _ in range(50):
-            step = np.linalg.solve(self.hess(w), self.grad(w))
-            w = w - step
-            if np.max(np.abs(step)) < 1e-15 * max(1.0, np.max(np.abs(w))):
-                break
-        self.w_star, self.f_star = w, self.value(w)
-
-    def _data(self, idx):
-        return (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
-
-    def value(self, w, idx=None):
-        X, y = self._data(idx)
-        z = X @ w
-        return float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * self.l2 * (w @ w))
-
-    def grad(self, w, idx=None):
-        X, y = self._data(idx)
-        p = 0.5 * (1 + np.tanh(0.5 * (X @ w)))  # sigmoid without overflow
-        return X.T @ (p - y) / len(y) + self.l2 * w
-
-    def value_and_grad(self, w, idx=None):
-        return self.value(w, idx), self.grad(w, idx)
-
-    def hess(self, w):
-        p = 0.5 * (1 + np.tanh(0.5 * (self.X @ w)))
-        return (self.X * (p * (1 - p))[:, None]).T @ self.X / self.n_samples + self.l2 * np.eye(self.dim)
-
-    def condition_number(self):
-        """:math:`\\kappa` of the Hessian at the minimiser."""
-        lam = np.linalg.eigvalsh(self.hess(self.w_star))
-        return float(lam[-1] / lam[0])
-
-    def minimize(self, method, **kw):
-        """:func:`curvlib.minimize` on this problem from :math:`w = 0`."""
-        from curvlib import minimize
-        return minimize(self.value_and_grad, self.x0, jac=True, hess=self.hess, method=method, **kw)
+def _minimize(problem, method, **kw):
+    """:func:`curvlib.minimizer.minimize` on ``problem`` from :math:`w = 0`, with its exact Hessian."""
+    return minimize(problem.value_and_grad, problem.x0, jac=True, hess=problem.hess,
+                    method=method, **kw)
 
 
 # --------------------------------------------------------------------------------------
 # BFGS as the lecture writes it, and the two-loop recursion
 # --------------------------------------------------------------------------------------
-def bfgs_inverse_update(H_inv, s, y):
-    r"""One BFGS update of the inverse-Hessian approximation, exactly as the lecture writes it.
-
-    .. math::
-        H_{k+1}^{-1} = (I - \rho s y^\top)\, H_k^{-1}\, (I - \rho y s^\top) + \rho s s^\top,
-        \qquad \rho = 1/(y^\top s)
-
-    (Nocedal & Wright 2006, eq. 6.17). Needs the curvature condition :math:`y^\top s > 0`,
-    which keeps the matrix positive definite. Costs :math:`O(n^2)` memory and time.
-    """
-    H_inv, s, y = (np.asarray(a, dtype=np.float64) for a in (H_inv, s, y))
-    n = s.size
-    if s.shape != (n,) or y.shape != (n,) or H_inv.shape != (n, n):
-        raise ValueError(f"s and y must be vectors of one length n and H_inv n x n, got "
-                         f"{s.shape}, {y.shape}, {H_inv.shape}")
-    ys = float(y @ s)
-    if not ys > 0:
-        raise ValueError(f"the curvature condition y^T s > 0 fails (y^T s = {ys})")
-    rho = 1.0 / ys
-    V = np.eye(n) - rho * np.outer(y, s)  # (I - rho y s^T); its transpose is (I - rho s y^T)
-    return V.T @ H_inv @ V + rho * np.outer(s, s)
-
-
 def explicit_inverse_hessian(s_list, y_list, gamma):
     r"""The matrix L-BFGS applies implicitly: BFGS updates with the stored pairs, oldest first,
     starting from :math:`H^0 = \gamma I`."""
@@ -153,11 +79,11 @@ def explicit_inverse_hessian(s_list, y_list, gamma):
     return H
 
 
-@single_threaded
+@single_thread()
 def two_loop_check(problem=None, history_size=5, maxiter=40):
     r"""Along an L-BFGS run, compare the two-loop direction with :math:`-H_k^{-1}\nabla f_k` formed explicitly.
 
-    Runs :func:`curvlib.minimize` (L-BFGS, ``history_size`` :math:`m`) on ``problem``,
+    Runs :func:`curvlib.minimizer.minimize` (L-BFGS, ``history_size`` :math:`m`) on ``problem``,
     recovers the pairs :math:`s_j = w_{j+1}-w_j`, :math:`y_j = \nabla f_{j+1} - \nabla f_j` from
     its path, and at every iteration :math:`k \ge 1` compares
     :func:`curvlib.quasi_newton.two_loop_direction` (last :math:`m` pairs,
@@ -166,9 +92,9 @@ def two_loop_check(problem=None, history_size=5, maxiter=40):
     iterations compared and the bytes of the explicit matrix against those of the pairs.
     """
     from curvlib.quasi_newton import two_loop_direction
-    problem = LogisticProblem() if problem is None else problem
+    problem = _problem(problem)
     m = check_int("history_size", history_size, minimum=1)
-    res = problem.minimize("lbfgs", history_size=m, maxiter=check_int("maxiter", maxiter, minimum=2),
+    res = _minimize(problem, "lbfgs", history_size=m, maxiter=check_int("maxiter", maxiter, minimum=2),
                            gtol=1e-10)
     W = res.path
     G = np.array([problem.grad(w) for w in W])
@@ -193,17 +119,17 @@ def two_loop_check(problem=None, history_size=5, maxiter=40):
 # --------------------------------------------------------------------------------------
 # Full-batch logistic regression: GD, heavy ball, Adam, L-BFGS, Newton
 # --------------------------------------------------------------------------------------
-@single_threaded
+@single_thread()
 def full_batch_race(problem=None, *, gtol=1e-8, maxiter=5000, history_sizes=(10,), adam_lr=0.05):
     r"""Every method from :math:`w=0` until :math:`\|\nabla f\|_\infty \le` ``gtol``.
 
     Step sizes: GD and heavy ball (momentum 0.9) use :math:`1/L` with the global smoothness
-    bound :math:`L` of :class:`LogisticProblem` (the textbook safe step); Adam uses ``adam_lr``;
+    bound :math:`L` of the problem (``smoothness``) (the textbook safe step); Adam uses ``adam_lr``;
     L-BFGS (one run per entry of ``history_sizes``) and Newton take unit steps, L-BFGS with a
-    strong-Wolfe line search. Returns ``{label: result}`` (:func:`curvlib.minimize` results, each with its
+    strong-Wolfe line search. Returns ``{label: result}`` (:func:`curvlib.minimizer.minimize` results, each with its
     ``path``) and adds ``error`` :math:`\|w_k - w^\star\|` and ``gap`` :math:`f(w_k)-f^\star`.
     """
-    problem = LogisticProblem() if problem is None else problem
+    problem = _problem(problem)
     lr = 1.0 / problem.smoothness
     runs = {"GD": dict(method="gd", lr=lr),
             "heavy ball": dict(method="momentum", lr=lr, momentum=0.9),
@@ -213,9 +139,9 @@ def full_batch_race(problem=None, *, gtol=1e-8, maxiter=5000, history_sizes=(10,
     runs["Newton"] = dict(method="newton")
     out = {}
     for label, kw in runs.items():
-        res = problem.minimize(gtol=gtol, maxiter=maxiter, **kw)
-        res.error = np.linalg.norm(res.path - problem.w_star, axis=1)
-        res.gap = np.maximum(res.fun_path - problem.f_star, 0.0)
+        res = _minimize(problem, gtol=gtol, maxiter=maxiter, **kw)
+        res.error = np.linalg.norm(res.path - problem.minimum, axis=1)
+        res.gap = np.maximum(res.fun_path - problem.minimum_value, 0.0)
         out[label] = res
     return out
 
@@ -240,14 +166,14 @@ def extrapolated_iterations(result, target_error, last=500):
     return K + math.log(target / e[-1]) / math.log(r), r
 
 
-@single_threaded
+@single_thread()
 def history_sweep(problem=None, sizes=(1, 2, 3, 5, 10, 20, 50), gtol=1e-8, maxiter=2000):
     """Iterations and function evaluations L-BFGS needs to ``gtol`` for each history size ``m``."""
-    problem = LogisticProblem() if problem is None else problem
+    problem = _problem(problem)
     rows = []
     for m in sizes:
         m = check_int("sizes", m, minimum=1)
-        res = problem.minimize("lbfgs", history_size=m, gtol=gtol, maxiter=maxiter)
+        res = _minimize(problem, "lbfgs", history_size=m, gtol=gtol, maxiter=maxiter)
         rows.append(dict(m=m, nit=int(res.nit), nfev=int(res.nfev), success=bool(res.success),
                          state_floats=(2 * m + 2) * problem.dim))
     return rows
@@ -281,14 +207,13 @@ def plot_race(race, problem, axes=None):
     """Left: the gap :math:`f - f^\\star` against the iteration (log-log). Right: the error
     ratio :math:`e_{k+1}/e_k` against the error :math:`e_k` (read from right to left)."""
     import matplotlib.pyplot as plt
-    from curvlib import plots
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 4))
     curves = {k: np.maximum(r.gap, 1e-17) for k, r in race.items()}
     plots.convergence(curves, ax=axes[0], log_x=True, ylabel="f(w_k) - f*", xlabel="iteration k")
     axes[0].set_title("full-batch logistic regression (breast cancer)", fontsize=10)
     for label, r in race.items():
-        ratios, e = error_ratios(r.path, problem.w_star)
+        ratios, e = error_ratios(r.path, problem.minimum)
         keep = e > 1e-9
         axes[1].semilogx(e[keep], ratios[keep], ".-", ms=3, lw=0.8, label=label)
     axes[1].invert_xaxis()
@@ -302,7 +227,7 @@ def plot_race(race, problem, axes=None):
 # --------------------------------------------------------------------------------------
 # L-BFGS on mini-batches
 # --------------------------------------------------------------------------------------
-@single_threaded
+@single_thread()
 def stochastic_lbfgs(problem, batch_size, *, lr=1.0, epochs=10, history_size=10,
                      same_batch_pairs=False, seed=0):
     r"""L-BFGS with mini-batch gradients and a fixed step ``lr``; full-batch gap after each epoch.
@@ -353,11 +278,11 @@ def stochastic_lbfgs(problem, batch_size, *, lr=1.0, epochs=10, history_size=10,
             if not math.isfinite(f) or f > 100:
                 return dict(gaps=np.array(gaps), diverged_at=k + 1)
             if (k + 1) % steps_per_epoch == 0:
-                gaps.append(f - problem.f_star)
+                gaps.append(f - problem.minimum_value)
     return dict(gaps=np.array(gaps), diverged_at=None)
 
 
-@single_threaded
+@single_thread()
 def stochastic_adam(problem, batch_size, *, lr=0.03, epochs=10, seed=0):
     """Adam (:func:`curvlib.rules.adam`) on the same mini-batches, for comparison."""
     N = problem.n_samples
@@ -376,11 +301,11 @@ def stochastic_adam(problem, batch_size, *, lr=0.03, epochs=10, seed=0):
             f = problem.value(w) if np.all(np.isfinite(w)) else math.inf
             if not math.isfinite(f) or f > 100:
                 return dict(gaps=np.array(gaps), diverged_at=k + 1)
-            gaps.append(f - problem.f_star)
+            gaps.append(f - problem.minimum_value)
     return dict(gaps=np.array(gaps), diverged_at=None)
 
 
-@single_threaded
+@single_thread()
 def minibatch_grid(problem=None, batch_sizes=(8, 32, 128, 426), lrs=(1.0, 0.3, 0.1, 0.03),
                    epochs=10, seeds=(0, 1, 2), history_size=10):
     r"""Final full-batch gap :math:`f - f^\star` after ``epochs`` for each (batch size, step size).
@@ -391,7 +316,7 @@ def minibatch_grid(problem=None, batch_sizes=(8, 32, 128, 426), lrs=(1.0, 0.3, 0
     so cells compare equal amounts of data (the same-batch variant pays one extra gradient
     per step).
     """
-    problem = LogisticProblem() if problem is None else problem
+    problem = _problem(problem)
     methods = {"L-BFGS, pairs across batches": lambda bs, lr, s: stochastic_lbfgs(
                    problem, bs, lr=lr, epochs=epochs, history_size=history_size, seed=s),
                "L-BFGS, pairs on one batch": lambda bs, lr, s: stochastic_lbfgs(
@@ -443,7 +368,7 @@ def plot_minibatch_grid(grid, axes=None):
 # --------------------------------------------------------------------------------------
 # Adam: bias correction and diagonal preconditioning
 # --------------------------------------------------------------------------------------
-@single_threaded
+@single_thread()
 def bias_correction_ratio(steps=1000, beta1=0.9, beta2=0.999, seed=0):
     r"""How much larger the lecture's (uncorrected) Adam steps are than Kingma & Ba's.
 
@@ -464,8 +389,8 @@ def bias_correction_ratio(steps=1000, beta1=0.9, beta2=0.999, seed=0):
     measured = np.empty(steps)
     for t in range(steps):
         before_kb, before_lec = p_kb.copy(), p_lec.copy()
-        rules.adam(p_kb, grads[t], s_kb, lr=1e-3, beta1=beta1, beta2=beta2, eps=0.0)
-        rules.adam(p_lec, grads[t], s_lec, lr=1e-3, beta1=beta1, beta2=beta2, eps=0.0,
+        rules.adam(p_kb, grads[t], s_kb, lr=1e-3, betas=(beta1, beta2), eps=0.0)
+        rules.adam(p_lec, grads[t], s_lec, lr=1e-3, betas=(beta1, beta2), eps=0.0,
                    bias_correction=False)
         measured[t] = np.linalg.norm(p_lec - before_lec) / np.linalg.norm(p_kb - before_kb)
     t = np.arange(1, steps + 1)
@@ -520,7 +445,8 @@ def jacobi_condition_number(A):
 
 def _steps_to_tol(method, A, x0, lrs, steps, tol, hyper):
     """Run ``method`` at every lr at once (rows of X); first step with ||x||/||x0|| <= tol."""
-    init, step = rules.RULES[method]
+    m = methods.METHODS[method]
+    init, step = m.init, m.step
     X = np.tile(x0, (len(lrs), 1))
     lr = np.asarray(lrs, dtype=np.float64)[:, None]
     state = init(X, **hyper)
@@ -541,7 +467,7 @@ def _steps_to_tol(method, A, x0, lrs, steps, tol, hyper):
     return hit
 
 
-@single_threaded
+@single_thread()
 def preconditioning_race(kappas=(1e1, 1e2, 1e3, 1e4), dim=20, steps=2000, tol=1e-3,
                          lrs=None, seed=0):
     r"""Steps to shrink :math:`\|x\|` by ``tol`` on axis-aligned vs rotated quadratics.
@@ -603,35 +529,32 @@ def _digits_model(hidden=32):
 def state_bytes_rows(hidden=32, history_size=10):
     r"""Optimizer-state bytes measured on a digits MLP after a few steps, beside the formula.
 
-    Builds each optimizer of :mod:`curvlib.optim` (L-BFGS from :mod:`curvlib.quasi_newton` if
-    ``curvlib.optim`` does not list it), takes three steps (L-BFGS: enough inner iterations to
-    fill its history) on
-    a batch of digits, and measures ``optimizer.state`` with :func:`curvlib.memory.state_bytes`.
+    Builds each optimizer with :func:`curvlib.optim.factory`, takes three steps (L-BFGS: enough
+    inner iterations to fill its history) on a batch of digits, and measures ``optimizer.state`` with :func:`curvlib.memory.state_bytes`.
     For Newton the Hessian it forms at each step is not kept between steps, so the row reports
     :func:`curvlib.memory.hessian_bytes` (what one step must hold) as its "measured" figure.
     """
     import torch
-    from curvlib import data, memory, optim, quasi_newton
-    LBFGS = getattr(optim, "LBFGS", quasi_newton.LBFGS)
+    from curvlib import data, memory, optim
     split = data.digits()
     X, y = split.X_train[:256], split.y_train[:256]
     rows = []
+    m = history_size
     specs = [("Newton", "newton", None, {}),
-             (f"L-BFGS (m={history_size})", "lbfgs",
-              lambda p: LBFGS(p, history_size=history_size, max_iter=history_size // 2 + 2),
-              {"history_size": history_size}),
-             ("Adam", "adam", lambda p: optim.Adam(p), {}),
-             ("SGD+Momentum", "momentum", lambda p: optim.SGD(p, lr=0.1, momentum=0.9), {"momentum": 0.9}),
-             ("SGD", "sgd", lambda p: optim.SGD(p, lr=0.1), {})]
-    for label, name, make, hyper in specs:
+             (f"L-BFGS (m={m})", "lbfgs", {"history_size": m, "max_iter": m // 2 + 2},
+              {"history_size": m}),
+             ("Adam", "adam", {}, {}),
+             ("SGD+Momentum", "momentum", {"lr": 0.1}, {"momentum": 0.9}),
+             ("SGD", "sgd", {"lr": 0.1}, {})]
+    for label, name, hyper, memory_hyper in specs:
         model = _digits_model(hidden)
         n = sum(p.numel() for p in model.parameters())
         k = len(list(model.parameters()))
-        formula = memory.optimizer_state_bytes(name, n, n_tensors=k, **hyper)
-        if make is None:
+        formula = memory.optimizer_state_bytes(name, n, n_tensors=k, **memory_hyper)
+        if hyper is None:
             measured = memory.hessian_bytes(n, "float32")
         else:
-            opt = make(model.parameters())
+            opt = optim.factory(name, **hyper)(model)
 
             def closure():
                 opt.zero_grad()
@@ -647,15 +570,6 @@ def state_bytes_rows(hidden=32, history_size=10):
     return rows
 
 
-_LECTURE_TABLE = {
-    "Newton": ("O(n^2)", "Quadratic", "Theoretical"),
-    "L-BFGS": ("O(mn)", "Superlinear", "Small batches"),
-    "Adam": ("O(n)", "Fast", "Default choice"),
-    "SGD+Momentum": ("O(n)", "Linear", "Computer Vision"),
-    "SGD": ("O(n)", "Slow", "Simple models"),
-}
-
-
 def comparison_rows(race, state_rows, problem=None, windows=((1.0, 1e-2), (1e-2, 1e-4), (1e-4, 1e-6))):
     r"""The lecture's table with our measured columns: state bytes, iterations, error ratios.
 
@@ -665,17 +579,17 @@ def comparison_rows(race, state_rows, problem=None, windows=((1.0, 1e-2), (1e-2,
     window (:func:`ratio_by_window`): a constant ratio is linear convergence, a shrinking one
     superlinear.
     """
-    problem = LogisticProblem() if problem is None else problem
+    problem = _problem(problem)
     by_lecture = {"Newton": "Newton", "L-BFGS": next(k for k in race if k.startswith("L-BFGS")),
                   "Adam": "Adam", "SGD+Momentum": "heavy ball", "SGD": "GD"}
     state = {r["method"].split(" (")[0]: r for r in state_rows}
     rows = []
-    for method, (mem, conv, use) in _LECTURE_TABLE.items():
+    for method, (mem, conv, use) in LECTURE_TABLE.items():
         res = race[by_lecture[method]]
         rows.append(dict(method=method, lecture_memory=mem, lecture_convergence=conv, lecture_use=use,
                          state_bytes=state[method]["measured_bytes"], n_params=state[method]["n_params"],
                          nit=int(res.nit), success=bool(res.success),
-                         ratios=ratio_by_window(res.path, problem.w_star, windows)))
+                         ratios=ratio_by_window(res.path, problem.minimum, windows)))
     return rows
 
 
@@ -697,15 +611,14 @@ def comparison_markdown(rows):
 # --------------------------------------------------------------------------------------
 # Widgets
 # --------------------------------------------------------------------------------------
-@single_threaded
+@single_thread()
 def adam_explorer(kappa=20.0, angle=math.pi / 6, steps=300):
     r"""Explorer: Adam's ``lr``, ``beta1`` and ``beta2`` on a rotated quadratic of condition ``kappa``.
 
-    All 24 paths are run in the factory with :func:`curvlib.minimize` (the same
+    All 24 paths are run in the factory with :func:`curvlib.minimizer.minimize` (the same
     :func:`curvlib.rules.adam` as :class:`curvlib.optim.Adam`); the contour grid is evaluated
     once, so an update only draws.
     """
-    from curvlib import minimize, plots
     from curvlib.landscapes import Quadratic
     from curvlib.widgets import Explorer
     f = Quadratic(check_positive("kappa", kappa), check_real("angle", angle))
@@ -728,7 +641,7 @@ def adam_explorer(kappa=20.0, angle=math.pi / 6, steps=300):
         ax.set_yticks([])
         ax.set_title(f"lr={lr:g}, beta1={beta1:g}, beta2={beta2:g}", fontsize=9)
         plots.convergence({"f - f*": np.maximum(res.fun_path, 1e-16)}, ax=ax2, ylabel="f - f*", legend=False)
-        plain_log_ticks(ax2.yaxis, every=3)
+        plots.plain_log_ticks(ax2, "y", numticks=30, every=3)
         ax2.set_ylabel("")
         ax2.set_title(f"f - f* (kappa={kappa:g}, rotated {math.degrees(angle):.0f} deg)", fontsize=9)
         below = np.flatnonzero(res.fun_path <= 1e-6 * f0)
@@ -742,7 +655,7 @@ def adam_explorer(kappa=20.0, angle=math.pi / 6, steps=300):
                     alt="Adam's path on a rotated ill-conditioned quadratic and its loss curve")
 
 
-@single_threaded
+@single_thread()
 def lbfgs_history_explorer(sizes=(1, 2, 3, 5, 10, 20, 50), l2s=(1e-2, 1e-3, 1e-4), gtol=1e-8):
     r"""Explorer: L-BFGS history size ``m`` (and the L2 strength, which sets :math:`\kappa`) on
     breast-cancer logistic regression; the loss gap per iteration beside GD's and Newton's.
@@ -750,28 +663,27 @@ def lbfgs_history_explorer(sizes=(1, 2, 3, 5, 10, 20, 50), l2s=(1e-2, 1e-3, 1e-4
     Every run is done in the factory (21 L-BFGS runs, one Newton run per problem and a capped
     GD run per problem for reference).
     """
-    from curvlib import plots
     from curvlib.widgets import Explorer
-    problems = {l2: LogisticProblem(l2) for l2 in l2s}
+    problems = {l2: LogisticRegression.breast_cancer(l2) for l2 in l2s}
     kappas = {l2: p.condition_number() for l2, p in problems.items()}
     runs, refs = {}, {}
     for l2, p in problems.items():
-        refs[l2] = {"Newton": p.minimize("newton", gtol=gtol, maxiter=100),
-                    "GD (lr = 1/L)": p.minimize("gd", lr=1 / p.smoothness, gtol=gtol, maxiter=300)}
+        refs[l2] = {"Newton": _minimize(p, "newton", gtol=gtol, maxiter=100),
+                    "GD (lr = 1/L)": _minimize(p, "gd", lr=1 / p.smoothness, gtol=gtol, maxiter=300)}
         for m in sizes:
-            runs[(m, l2)] = p.minimize("lbfgs", history_size=m, gtol=gtol, maxiter=3000)
+            runs[(m, l2)] = _minimize(p, "lbfgs", history_size=m, gtol=gtol, maxiter=3000)
 
     def render(fig, m, l2):
         ax = fig.subplots()
         p = problems[l2]
         res = runs[(m, l2)]
-        curves = {f"L-BFGS m={m}": np.maximum(res.fun_path - p.f_star, 1e-17)}
+        curves = {f"L-BFGS m={m}": np.maximum(res.fun_path - p.minimum_value, 1e-17)}
         for label, r in refs[l2].items():
-            curves[label] = np.maximum(r.fun_path - p.f_star, 1e-17)
+            curves[label] = np.maximum(r.fun_path - p.minimum_value, 1e-17)
         plots.convergence(curves, ax=ax, ylabel="f - f*", styles={
             "Newton": {"color": "0.5", "ls": "--"}, "GD (lr = 1/L)": {"color": "0.5", "ls": ":"}})
         ax.set_xlim(0, max(150, res.nit + 5))
-        plain_log_ticks(ax.yaxis, every=3)
+        plots.plain_log_ticks(ax, "y", numticks=30, every=3)
         ax.set_ylabel("")
         ax.set_title(f"f - f*, logistic regression, l2={l2:g} (kappa at w* = {kappas[l2]:.3g})",
                      fontsize=9)
@@ -785,5 +697,3 @@ def lbfgs_history_explorer(sizes=(1, 2, 3, 5, 10, 20, 50), l2s=(1e-2, 1e-3, 1e-4
                     labels={"m": "history size m", "l2": "L2 strength"},
                     alt="Loss gap of L-BFGS against iterations for a chosen history size")
 
-
-EXPLORERS = [adam_explorer, lbfgs_history_explorer]

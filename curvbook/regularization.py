@@ -32,20 +32,19 @@ reporting seeds).
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from curvlib import compare, curvature, data, models, schedules
+from curvlib import compare, curvature, data, models, optim, schedules
 from curvlib._checks import check_choice, check_int, check_nonnegative, check_positive
-from curvlib.train import train
+from curvlib.train import minibatches, train
 
 __all__ = ["hessian_shift", "convex_shift", "torch_weight_decay_gradient", "decay_mechanism",
            "l2_vs_decoupled", "lr_sensitivity", "good_window", "warmup_large_batch",
            "schedule_comparison", "make_schedule", "plot_spectrum_shift", "plot_decay_mechanism",
-           "plot_lr_sensitivity", "plot_warmup", "schedule_designer", "EXPLORERS"]
+           "plot_lr_sensitivity", "plot_warmup", "schedule_designer"]
 
 SEEDS = compare.DEFAULT_SEEDS
 
@@ -167,9 +166,7 @@ def torch_weight_decay_gradient(weight_decay=5e-4, *, seed=0):
 # --------------------------------------------------------------------------------------
 def _factory(method, weight_decay):
     check_choice("method", method, {"Adam+L2", "AdamW"})
-    if method == "Adam+L2":
-        return lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=weight_decay)
-    return lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=weight_decay)
+    return optim.factory("adam" if method == "Adam+L2" else "adamw", weight_decay=weight_decay)
 
 
 def decay_mechanism(weight_decay=1e-2, *, lr=1e-3, steps=300, batch_size=64, sizes=(64, 32, 10),
@@ -196,15 +193,10 @@ def decay_mechanism(weight_decay=1e-2, *, lr=1e-3, steps=300, batch_size=64, siz
         norms = lambda: (float(W.detach()[:, silent].norm()), float(W.detach()[:, ~silent].norm()))
         s0, a0 = norms()
         rec = [(1.0, 1.0)]
-        opt = _factory(method, weight_decay)(model.parameters(), lr)
-        gen = torch.Generator().manual_seed(seed)
-        n = len(split.X_train)
-        perm, pos = torch.randperm(n, generator=gen), 0
+        opt = _factory(method, weight_decay)(model, lr)
+        batches = minibatches(len(split.X_train), batch_size, seed)
         for _ in range(steps):
-            if pos + batch_size > n:
-                perm, pos = torch.randperm(n, generator=gen), 0
-            idx = perm[pos:pos + batch_size]
-            pos += batch_size
+            idx = next(batches)
             opt.zero_grad()
             F.cross_entropy(model(split.X_train[idx]), split.y_train[idx]).backward()
             opt.step()
@@ -247,11 +239,8 @@ def l2_vs_decoupled(lrs=(1e-3, 3e-3, 1e-2), weight_decays=(1e-4, 1e-3, 1e-2, 1e-
 # --------------------------------------------------------------------------------------
 # Learning-rate ranges
 # --------------------------------------------------------------------------------------
-OPTIMIZERS = {
-    "Adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
-    "SGD+momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
-}
-LR_GRID = tuple(float(f"{10 ** e:.0e}") for e in np.arange(-5, 0.01, 0.5))  # 1e-5 ... 1
+OPTIMIZERS = {"Adam": optim.factory("adam"), "SGD+momentum": optim.factory("momentum")}
+LR_GRID = compare.lr_grid(1e-5, 1.0)
 
 
 def lr_sensitivity(lr_grid=LR_GRID, *, optimizers=None, steps=150, batch_size=64,
@@ -305,7 +294,7 @@ def warmup_large_batch(peak_lrs=(0.4, 0.8), warmup=(0, 75), *, batch_size=1024, 
     """
     split = data.digits()
     make = _mlp(sizes, activation="relu")
-    factory = lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=momentum)
+    factory = optim.factory("momentum", momentum=momentum)
     out = {"failures": {}, "peak_lrs": tuple(peak_lrs), "warmup": tuple(warmup),
            "batch_size": batch_size, "steps": steps}
     for w in warmup:
@@ -371,7 +360,7 @@ def schedule_comparison(lr_grid=(0.03, 0.1, 0.3), decays=("constant", "step", "c
     """
     split = data.digits()
     make = _mlp(sizes)
-    factory = lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)
+    factory = optim.factory("momentum")
     grid = sorted(check_positive("lr_grid", v) for v in lr_grid)
     scheds = {d: make_schedule(d, steps) for d in decays}
     tuned = compare.run_settings(factory, [{"lr": lr, "schedule": scheds[d]} for d in decays
@@ -487,7 +476,7 @@ def schedule_designer(base_lrs=(0.03, 0.3, 1.0), decays=("constant", "step", "co
     from curvlib.widgets import Explorer
 
     split = data.digits()
-    factory = lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)
+    factory = optim.factory("momentum")
     S = len(seeds)
     keys = [(d, w, lr) for d in decays for w in warmups for lr in base_lrs]
     scheds = {(d, w): make_schedule(d, steps, w) for d in decays for w in warmups}
@@ -534,5 +523,3 @@ def schedule_designer(base_lrs=(0.03, 0.3, 1.0), decays=("constant", "step", "co
                     figsize=(7.6, 3.0),
                     alt="Learning-rate schedule and the training loss it produces")
 
-
-EXPLORERS = [schedule_designer]

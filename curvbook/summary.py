@@ -25,20 +25,12 @@ import math
 
 import numpy as np
 
-from . import load_results
+from . import LECTURE_TABLE, load_results
 from curvlib._checks import check_int, check_positive
 
 __all__ = ["LECTURE_TABLE", "METHODS", "DIGITS_MLP_PARAMS", "state_bytes", "quadratic_iterations",
            "contraction_factor", "read_measured", "comparison_table"]
 
-#: The lecture's table, verbatim in content: method -> (memory, convergence, use case).
-LECTURE_TABLE = {
-    "Newton": ("O(n^2)", "Quadratic", "Theoretical"),
-    "L-BFGS": ("O(mn)", "Superlinear", "Small batches"),
-    "Adam": ("O(n)", "Fast", "Default choice"),
-    "SGD+Momentum": ("O(n)", "Linear", "Computer Vision"),
-    "SGD": ("O(n)", "Slow", "Simple models"),
-}
 #: method -> (curvlib.minimize method, hyperparameters, curvlib.memory name, memory hyperparameters)
 METHODS = {
     "Newton": ("newton", {}, "newton", {}),
@@ -47,7 +39,7 @@ METHODS = {
     "SGD+Momentum": ("momentum", {"momentum": 0.9}, "momentum", {}),
     "SGD": ("gd", {}, "sgd", {}),
 }
-#: Parameters of the digits MLP 64-32-10: 64*32 + 32 + 32*10 + 10.
+#: Parameters of the digits MLP 64-32-10, 64*32 + 32 + 32*10 + 10.
 DIGITS_MLP_PARAMS = 64 * 32 + 32 + 32 * 10 + 10
 
 

@@ -7,8 +7,8 @@ arXiv:1910.05446, and Schmidt, Schneider & Hennig (2021), "Descending through a 
 Valley -- Benchmarking Deep Learning Optimizers", ICML, :func:`tune_and_compare` does two
 things for every optimizer, with the same budget for each:
 
-1. **Tune.** Train once per learning rate of the shared grid ``lr_grid`` (on the tuning
-   seeds, which are *not* the reporting seeds) and score the run by ``select``:
+1. **Tune.** Train once per learning rate of the shared grid (on the tuning seeds, which are
+   *not* the reporting seeds) and score the run by ``select``:
 
    * ``"val_loss"`` (default): cross-entropy on the held-out validation split after the
      last step -- the honest choice when the question is generalisation;
@@ -26,37 +26,60 @@ For a quantity :math:`x_s` measured on seeds :math:`s = 1..S` the summary is the
 :math:`\bar x = \frac1S\sum_s x_s`, the sample standard deviation
 :math:`\sqrt{\frac1{S-1}\sum_s (x_s-\bar x)^2}` and the range :math:`[\min_s x_s, \max_s x_s]`.
 
-Each run is one call of :func:`curvlib.train.train` (the loop every chapter uses) -- the
-readable reference path. The fast path trains all runs of one elementwise optimizer (SGD,
-Adam, AdamW, RMSprop, Adagrad) at once: parameters stacked along a leading axis, the model
-evaluated with :func:`torch.vmap`, so the runs share one vectorised forward and backward
-pass per step. It follows the
-same rules (initialisation, mini-batch order, divergence test) and is tested equal to the
-reference up to floating-point rounding.
+**Conventions.** An optimizer is a factory ``(model, lr) -> torch.optim.Optimizer``, as
+:func:`curvlib.optim.factory` makes them (``factory("adam")``, ``factory("kfac")``: K-FAC
+needs the model, the others its parameters). A learning-rate grid is :func:`lr_grid`: powers
+of ten and the points between them, rounded to one significant digit. A run has diverged by
+the rule of :mod:`curvlib.runs`.
+
+Each run is one call of :func:`curvlib.train.train`, the readable reference loop. For an
+elementwise optimizer (``factory.elementwise``: SGD, Adam, AdamW, RMSprop, Adagrad) the runs
+of one batch go through its fast path :func:`curvlib.train.train_stacked` instead: all of them
+at once in one vectorised model, tested equal to the reference up to rounding.
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_int, check_positive
+from ._checks import check_choice, check_int, check_positive, check_real
+from .runs import single_thread
+from .train import accuracy, loss_and_accuracy, train, train_stacked
 
-__all__ = ["RunStats", "Comparison", "as_split", "run_once", "run_seeds", "run_grid",
-           "run_settings", "stats_from_runs", "tune_lr", "tune_and_compare", "plot_bands",
+__all__ = ["RunStats", "Comparison", "as_split", "lr_grid", "run_once", "run_seeds", "run_grid",
+           "run_settings", "stats_from_runs", "smooth", "steps_to_target", "tune_lr", "tune_and_compare", "plot_bands",
            "summary_rows", "DEFAULT_SEEDS", "LR_GRID"]
 
 #: Five reporting seeds (the minimum the book allows for a comparison).
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-#: A log-spaced grid, half a decade apart, wide enough for SGD and Adam on the digits MLP.
-LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
-#: A run has diverged when its loss is not finite or exceeds this times max(first loss, 1)
-#: (the rule of :func:`curvlib.train.train`).
-DIVERGE_FACTOR = 1e4
+
+
+def lr_grid(low, high, per_decade=2, digits=1):
+    r"""The learning rates :math:`10^{k/n}` (:math:`n` = ``per_decade``, :math:`k` whole) from
+    ``low`` to ``high``, each rounded to ``digits`` significant digits: ``lr_grid(1e-3, 1)`` is ``(0.001, 0.003, 0.01, 0.03, 0.1,
+    0.3, 1.0)``. The book's one way of writing a grid: even on a log axis, readable numbers.
+
+    ``low`` and ``high`` are kept when they are grid points after rounding (``lr_grid(0.1, 3)``
+    ends at 3, the rounded :math:`10^{1/2}`).
+    """
+    low, high = check_positive("low", low), check_positive("high", high)
+    if low > high:
+        raise ValueError(f"low must be <= high, got {low} and {high}")
+    per_decade = check_int("per_decade", per_decade, minimum=1)
+    digits = check_int("digits", digits, minimum=1)
+    first = math.floor(per_decade * math.log10(low)) - 1
+    last = math.ceil(per_decade * math.log10(high)) + 1
+    points = (float(f"{10 ** (k / per_decade):.{digits - 1}e}") for k in range(first, last + 1))
+    return tuple(v for v in points if low * (1 - 1e-9) <= v <= high * (1 + 1e-9))
+
+
+#: Half a decade apart from 1e-4 to 1, wide enough for SGD and Adam on the digits MLP.
+LR_GRID = lr_grid(1e-4, 1.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -99,7 +122,7 @@ def as_split(data):
 
 
 # --------------------------------------------------------------------------------------
-# One run
+# Runs: the reference loop one at a time, or the fast path all at once
 # --------------------------------------------------------------------------------------
 def _build(make_model, seed):
     """``make_model(seed)`` if it takes an argument, else ``make_model()`` after seeding torch."""
@@ -113,46 +136,53 @@ def _build(make_model, seed):
     return make_model()
 
 
-@torch.no_grad()
-def _evaluate(model, X, y, loss_fn):
-    was_training = model.training
-    model.eval()
-    try:
-        out = model(X)
-    finally:
-        model.train(was_training)
-    loss = float(loss_fn(out, y))
-    acc = float((out.argmax(1) == y).float().mean()) if out.ndim == 2 and out.shape[1] > 1 else math.nan
-    return loss, acc
-
-
 def _check_common(factory, make_model, steps, batch_size):
     steps = check_int("steps", steps, minimum=1)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
     if not callable(factory):
-        raise TypeError(f"factory must be callable (params, lr) -> optimizer, got {factory!r}")
+        raise TypeError(f"factory must be callable (model, lr) -> optimizer, got {factory!r}")
     if not callable(make_model):
         raise TypeError(f"make_model must be callable (seed) -> nn.Module, got {make_model!r}")
     return steps, batch_size
 
 
+def _padded(res, steps):
+    """A :class:`~curvlib.train.TrainResult`'s curves as arrays of length ``steps`` (NaN where
+    nothing was recorded, i.e. from a divergence on)."""
+    out = {}
+    for key in ("loss", "grad_norm", "lr", "time"):
+        out[key] = np.full(steps, np.nan)
+        out[key][res.step] = getattr(res, key)
+    return out
+
+
+def _finish(curves, diverged_at, steps, final):
+    """One run's result dict; ``final()`` gives ``(train_loss, val_loss, val_acc)``."""
+    if diverged_at is None:
+        train_loss, val_loss, val_acc = final()
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            diverged_at = steps
+    if diverged_at is not None:
+        train_loss, val_loss, val_acc = math.inf, math.inf, 0.0
+    return {**curves, "diverged_at": diverged_at, "train_loss": train_loss,
+            "val_loss": val_loss, "val_acc": val_acc}
+
+
 def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, schedule=None,
              loss_fn=None, options=None):
-    """Train ``make_model`` with ``factory(params, lr)`` for ``steps`` steps from ``seed``.
+    """Train ``make_model`` with ``factory(model, lr)`` for ``steps`` steps from ``seed``.
 
     The reference path: one run through :func:`curvlib.train.train`. ``make_model`` is
     ``seed -> nn.Module`` (e.g. ``lambda s: curvlib.models.mlp([64, 32, 10], seed=s)``) or a
     function of no argument, then called after ``torch.manual_seed(seed)``; ``seed`` also fixes
     the mini-batch order. ``schedule(step, base_lr) -> lr`` (optional) sets every step's rate.
-    Returns a dict with per-step ``loss``, ``grad_norm``, ``lr`` (numpy arrays of length
-    ``steps``, NaN from a divergence on), ``diverged_at`` (step or ``None``) and the final
-    full-split ``train_loss``, ``val_loss``, ``val_acc`` (``inf``/``inf``/``0`` if diverged).
-    ``options`` (a dict, e.g. ``{"weight_decay": 1e-3}``) overrides hyperparameters of every
-    param group of the optimizer.
+    Returns a dict with per-step ``loss``, ``grad_norm``, ``lr`` and ``time`` (numpy arrays
+    of length ``steps``, NaN from a divergence on), ``diverged_at`` (step or ``None``) and the
+    final full-split ``train_loss``, ``val_loss``, ``val_acc`` (``inf``/``inf``/``0`` if
+    diverged). ``options`` (a dict, e.g. ``{"weight_decay": 1e-3}``) overrides
+    hyperparameters of every param group of the optimizer.
     """
-    from .train import train
-
     lr = check_positive("lr", lr)
     steps, batch_size = _check_common(factory, make_model, steps, batch_size)
     loss_fn = torch.nn.functional.cross_entropy if loss_fn is None else loss_fn
@@ -160,189 +190,44 @@ def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, sch
     if batch_size is not None and batch_size >= len(X_tr):
         batch_size = None
     model = _build(make_model, seed)
-    optimizer = factory(model.parameters(), lr)
+    optimizer = factory(model, lr)
     for group in optimizer.param_groups:
         group.update(options or {})
     scheduler = None if schedule is None else (lambda k: schedule(k, lr))
     res = train(model, optimizer, (X_tr, y_tr), loss_fn=loss_fn, steps=steps,
-                batch_size=batch_size, seed=int(seed), scheduler=scheduler,
-                diverge_factor=DIVERGE_FACTOR)
-    losses, gnorms, lrs = (np.full(steps, np.nan) for _ in range(3))
-    losses[res.step], gnorms[res.step], lrs[res.step] = res.loss, res.grad_norm, res.lr
-    diverged_at = res.diverged_at
-    if diverged_at is None:
-        train_loss, _ = _evaluate(model, X_tr, y_tr, loss_fn)
-        val_loss, val_acc = _evaluate(model, X_va, y_va, loss_fn)
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            diverged_at = steps
-    if diverged_at is not None:
-        train_loss, val_loss, val_acc = math.inf, math.inf, 0.0
-    return {"loss": losses, "grad_norm": gnorms, "lr": lrs, "diverged_at": diverged_at,
-            "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc}
+                batch_size=batch_size, seed=int(seed), scheduler=scheduler)
+
+    def final():
+        train_loss, _ = loss_and_accuracy(model, X_tr, y_tr, loss_fn)
+        return (train_loss,) + loss_and_accuracy(model, X_va, y_va, loss_fn)
+
+    return _finish(_padded(res, steps), res.diverged_at, steps, final)
 
 
-# --------------------------------------------------------------------------------------
-# Fast path: many runs of one elementwise optimizer in a single vectorised model
-# --------------------------------------------------------------------------------------
-def _elementwise_classes():
-    classes = [torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad,
-               torch.optim.RMSprop, torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam]
-    try:
-        from . import optim as _optim
-        classes += [getattr(_optim, n) for n in ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop")
-                    if hasattr(_optim, n)]
-    except Exception:  # pragma: no cover - curvlib.optim missing or broken: torch's still work
-        pass
-    return tuple(classes)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run the block with one intra-op thread, then restore the previous setting.
-
-    The vectorised runs are many small kernels; on a shared two-core machine a second
-    OpenMP thread made them 2-5x *slower* (spin-waiting for a busy core; measured with
-    ``torch.set_num_threads``), and one thread also makes the numbers independent of
-    ``OMP_NUM_THREADS``.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _ensemble(factory, lrs, seeds, make_model, data, **kwargs):
-    """:func:`_ensemble_runs` on one intra-op thread (see :func:`_one_thread`)."""
-    with _one_thread():
-        return _ensemble_runs(factory, lrs, seeds, make_model, data, **kwargs)
-
-
-def _ensemble_runs(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, schedule=None,
-                   loss_fn=None, options=None):
-    r"""Every run ``(lr, seed)`` for ``lr in lrs``, ``seed in seeds`` at once; ``None`` if the
-    shortcut does not apply (then use :func:`run_once`).
-
-    ``schedule`` may be one function or a list with one per entry of ``lrs``; ``options`` an
-    optional list of param-group overrides, one dict per entry of ``lrs`` (e.g.
-    ``{"weight_decay": 1e-3}``), so settings that differ in more than the rate share a batch.
-
-    The runs' parameters are stacked along a new leading axis, one stacked tensor per lr
-    (its own param group), and the model is evaluated for all of them with
-    :func:`torch.vmap` over :func:`torch.func.functional_call`. For an optimizer whose update
-    is elementwise (SGD, Adam, AdamW, RMSprop, Adagrad ...) a step on the stacked tensor is
-    exactly the separate runs' steps, and each run keeps its own initial weights and
-    mini-batch order, so the results equal :func:`run_once` up to floating-point rounding
-    (tested). Models with buffers (batch norm) and other optimizers take the reference path.
+def _fast_runs(factory, lrs, seeds, make_model, data, *, steps, batch_size=None, schedules=None,
+               loss_fn=None, options=None):
+    """Every run ``(lr, seed)``, lr-major, through :func:`curvlib.train.train_stacked` on one
+    thread (many small kernels: a second thread only waits); ``None`` if the fast path does
+    not apply. Same result dicts as :func:`run_once`, equal to them up to rounding (tested).
     """
     loss_fn = torch.nn.functional.cross_entropy if loss_fn is None else loss_fn
     X_tr, y_tr, X_va, y_va = as_split(data)
-    lrs, seeds = [float(v) for v in lrs], [int(s) for s in seeds]
-    S, K = len(seeds), len(lrs)
-    scheds = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule] * K
-    options = [{}] * K if options is None else [dict(o) for o in options]
-    if len(scheds) != K or len(options) != K:
-        raise ValueError("schedule and options lists must have one entry per learning rate")
+    if not getattr(factory, "elementwise", False):
+        return None
     models = [_build(make_model, s) for _ in lrs for s in seeds]
-    template = models[0]
-    if any(True for _ in template.buffers()):
-        return None
-    names = [n for n, _ in template.named_parameters()]
-    leaves = []  # leaves[k][j]: parameter j of the S runs at lrs[k], shape (S, *shape)
-    for k in range(K):
-        ps = [dict(m.named_parameters()) for m in models[k * S:(k + 1) * S]]
-        leaves.append([torch.stack([p[n].detach() for p in ps]).requires_grad_() for n in names])
-    optimizer = factory([{**options[k], "params": leaves[k], "lr": lrs[k]} for k in range(K)],
-                        lrs[0])
-    if type(optimizer) not in _elementwise_classes():
-        return None
-    for group in optimizer.param_groups:  # torch picks the per-tensor loop on CPU by default
-        if group.get("foreach", False) is None:
-            group["foreach"] = True
-
-    def member_loss(params, xb, yb):
-        return loss_fn(torch.func.functional_call(template, params, (xb,)), yb)
-
-    def stacked():
-        return {n: torch.cat([leaves[k][j] for k in range(K)]) for j, n in enumerate(names)}
-
-    n, M = len(X_tr), K * S
-    full = batch_size is None or batch_size >= n
-    first_loss = None
-    f = torch.vmap(member_loss, in_dims=(0, None, None) if full else (0, 0, 0))
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    orders, cursor = None, n
-    losses = np.full((M, steps), np.nan)
-    gnorms = np.full((M, steps), np.nan)
-    lr_rec = np.full((M, steps), np.nan)
-    diverged_at = [None] * M
-    alive = torch.ones(M, dtype=torch.bool)
-    for t in range(steps):
-        if full:
-            xb, yb = X_tr, y_tr
-        else:
-            if cursor + batch_size > n:
-                orders, cursor = torch.stack([torch.randperm(n, generator=g) for g in gens]), 0
-            idx = orders[:, cursor:cursor + batch_size].repeat(K, 1)
-            cursor += batch_size
-            xb, yb = X_tr[idx], y_tr[idx]
-        group_lr = [lrs[k] if scheds[k] is None else scheds[k](t, lrs[k]) for k in range(K)]
-        for k, group in enumerate(optimizer.param_groups):
-            group["lr"] = group_lr[k]
-        optimizer.zero_grad(set_to_none=True)
-        try:
-            member = f(stacked(), xb, yb)
-        except Exception:  # a model vmap cannot handle: reference path
+    with single_thread():
+        out = train_stacked(models, factory, (X_tr, y_tr), lrs=lrs, seeds=seeds, steps=steps,
+                            batch_size=batch_size, schedules=schedules, options=options,
+                            loss_fn=loss_fn)
+        if out is None:
             return None
-        value = member.detach().double()
-        if first_loss is None:
-            first_loss = torch.where(torch.isfinite(value), value.abs(), 1.0).clamp(min=1.0)
-        bad = ~torch.isfinite(value) | (value > DIVERGE_FACTOR * first_loss)
-        for i in torch.nonzero(bad & alive).flatten().tolist():
-            diverged_at[i] = t
-        alive &= ~bad
-        if not alive.any():
-            break
-        member[alive].sum().backward()
-        gn = torch.cat([torch.linalg.vector_norm(torch.cat(
-            [leaf.grad.detach().reshape(S, -1) for leaf in leaves[k]], dim=1), dim=1)
-            for k in range(K)]).double()
-        newly = alive & ~torch.isfinite(gn)
-        for i in torch.nonzero(newly).flatten().tolist():
-            diverged_at[i] = t
-        alive &= ~newly
-        a = alive.numpy()
-        losses[a, t], gnorms[a, t] = value.numpy()[a], gn.numpy()[a]
-        lr_rec[a, t] = np.repeat(group_lr, S)[a]
-        with torch.no_grad():  # a dead run must not feed NaN into its own state
-            for k in range(K):
-                dead = ~alive[k * S:(k + 1) * S]
-                if dead.any():
-                    for leaf in leaves[k]:
-                        leaf.grad[dead] = 0.0
-        optimizer.step()
-
-    results = []
-    with torch.no_grad():
-        P = stacked()
-        ev = torch.vmap(lambda p, x: torch.func.functional_call(template, p, (x,)),
-                        in_dims=(0, None))
-        out_tr, out_va = ev(P, X_tr), ev(P, X_va)
-    for i in range(M):
-        r = {"loss": losses[i], "grad_norm": gnorms[i], "lr": lr_rec[i],
-             "diverged_at": diverged_at[i]}
-        if diverged_at[i] is None:
-            tl = float(loss_fn(out_tr[i], y_tr))
-            vl = float(loss_fn(out_va[i], y_va))
-            va = float((out_va[i].argmax(1) == y_va).float().mean())
-            if not (math.isfinite(tl) and math.isfinite(vl)):
-                r["diverged_at"] = steps
-        if r["diverged_at"] is not None:
-            tl, vl, va = math.inf, math.inf, 0.0
-        r.update(train_loss=tl, val_loss=vl, val_acc=va)
-        results.append(r)
-    return results
+        results, stack = out
+        with torch.no_grad():
+            out_tr, out_va = stack.outputs(X_tr), stack.outputs(X_va)
+    final = lambda i: (float(loss_fn(out_tr[i], y_tr)), float(loss_fn(out_va[i], y_va)),  # noqa: E731
+                       accuracy(out_va[i], y_va))
+    return [_finish(_padded(res, steps), res.diverged_at, steps, lambda i=i: final(i))
+            for i, res in enumerate(results)]
 
 
 def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule, loss_fn, fast,
@@ -360,8 +245,8 @@ def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule,
         if sc is not None and not callable(sc):
             raise TypeError("schedule must be None or a (step, base_lr) -> lr function")
     if fast:
-        out = _ensemble(factory, lrs, seeds, make_model, data, steps=steps,
-                        batch_size=batch_size, schedule=scheds, loss_fn=loss_fn, options=opts)
+        out = _fast_runs(factory, lrs, seeds, make_model, data, steps=steps,
+                         batch_size=batch_size, schedules=scheds, loss_fn=loss_fn, options=opts)
         if out is not None:
             return out
     return [run_once(factory, lr, make_model, data, steps=steps, seed=s, batch_size=batch_size,
@@ -376,8 +261,10 @@ def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule,
 class RunStats:
     """One setting trained from several seeds.
 
-    ``loss`` and ``grad_norm`` are ``(seeds, steps)`` arrays (NaN after a divergence);
-    ``train_loss``, ``val_loss``, ``val_acc`` hold one final value per seed.
+    ``loss``, ``grad_norm`` and ``time`` (wall-clock seconds after each step) are
+    ``(seeds, steps)`` arrays, NaN after a divergence; ``train_loss``, ``val_loss``,
+    ``val_acc`` hold one final value per seed. ``time`` is each run's own only when the runs
+    went through the reference loop (``fast=False``); on the fast path it is the batch's.
     """
     name: str
     lr: float
@@ -388,17 +275,16 @@ class RunStats:
     val_loss: np.ndarray
     val_acc: np.ndarray
     diverged: list = field(default_factory=list)
+    time: np.ndarray | None = None
 
     @property
     def steps(self):
         return np.arange(self.loss.shape[1])
 
     def _per_step(self, fn):
-        with np.errstate(all="ignore"):
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return fn(self.loss, axis=0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return fn(self.loss, axis=0)
 
     @property
     def mean(self):
@@ -425,10 +311,53 @@ class RunStats:
         std = float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
         return float(np.mean(x)), std, float(np.min(x)), float(np.max(x))
 
-    def steps_to(self, target):
-        """Per seed, the first step whose loss is <= ``target`` (``inf`` if never)."""
-        hit = self.loss <= target
-        return np.array([float(np.argmax(h)) if h.any() else math.inf for h in hit])
+    def steps_to(self, target, window=1):
+        """Per seed, the first step whose loss (running mean over ``window`` steps, see
+        :func:`smooth`) is <= ``target``; ``inf`` if never."""
+        return steps_to_target(self.loss, target, window)
+
+    def select(self, index):
+        """The runs of the seeds at positions ``index`` (an int or a list), as a new RunStats."""
+        idx = np.atleast_1d(index)
+        seeds = tuple(self.seeds[i] for i in idx)
+        return replace(self, seeds=seeds, loss=self.loss[idx], grad_norm=self.grad_norm[idx],
+                       train_loss=self.train_loss[idx], val_loss=self.val_loss[idx],
+                       val_acc=self.val_acc[idx],
+                       diverged=[(s, k) for s, k in self.diverged if s in seeds],
+                       time=None if self.time is None else self.time[idx])
+
+
+def smooth(loss, window=10):
+    r"""Running mean over the last ``window`` steps (fewer at the start) along the last axis:
+    :math:`\tilde L_t = \frac{1}{\min(t+1,w)}\sum_{s=\max(0,t-w+1)}^{t} L_s`. A NaN (a
+    diverged run) makes every later value ``inf``."""
+    window = check_int("window", window, minimum=1)
+    a = np.asarray(loss, dtype=float)
+    c = np.cumsum(np.nan_to_num(a, nan=np.inf), axis=-1)
+    out = c.copy()
+    out[..., window:] = c[..., window:] - c[..., :-window]
+    n = np.minimum(np.arange(a.shape[-1]) + 1, window)
+    with np.errstate(invalid="ignore"):
+        out = out / n
+    out[~np.isfinite(out)] = np.inf
+    return out
+
+
+def steps_to_target(loss, target, window=10):
+    """First step at which the :func:`smooth`-ed loss is ``<= target``, per row; ``inf`` if
+    never. ``loss`` is ``(steps,)`` (returns a float) or ``(seeds, steps)`` (an array)."""
+    target = check_real("target", target)
+    s = np.atleast_2d(smooth(loss, window))
+    hit = s <= target
+    out = np.where(hit.any(axis=1), hit.argmax(axis=1).astype(float), np.inf)
+    return out if np.ndim(loss) > 1 else float(out[0])
+
+
+def _seeds(seeds, name="seeds"):
+    seeds = tuple(check_int(name, s) for s in seeds)
+    if not seeds:
+        raise ValueError(f"{name} must not be empty")
+    return seeds
 
 
 def run_seeds(factory, lr, make_model, data, *, steps, seeds=DEFAULT_SEEDS, batch_size=None,
@@ -439,9 +368,7 @@ def run_seeds(factory, lr, make_model, data, *, steps, seeds=DEFAULT_SEEDS, batc
     elementwise and the model has no buffers (same numbers up to rounding); ``False`` forces
     the one-run-at-a-time reference loop.
     """
-    seeds = tuple(check_int("seeds", s) for s in seeds)
-    if len(seeds) == 0:
-        raise ValueError("seeds must not be empty")
+    seeds = _seeds(seeds)
     lr = check_positive("lr", lr)
     runs = _runs(factory, [lr], seeds, make_model, data, steps=steps, batch_size=batch_size,
                  schedule=schedule, loss_fn=loss_fn, fast=fast)
@@ -452,9 +379,7 @@ def run_grid(factory, lrs, make_model, data, *, steps, seeds=DEFAULT_SEEDS, batc
              schedule=None, loss_fn=None, name="", fast=True):
     """Every learning rate of ``lrs`` from every seed: ``{lr: RunStats}`` (one vectorised batch
     on the fast path). The building block of learning-rate sweeps."""
-    seeds = tuple(check_int("seeds", s) for s in seeds)
-    if not seeds:
-        raise ValueError("seeds must not be empty")
+    seeds = _seeds(seeds)
     lrs = [check_positive("lrs", lr) for lr in lrs]
     if not lrs:
         raise ValueError("lrs must not be empty")
@@ -477,9 +402,7 @@ def run_settings(factory, settings, make_model, data, *, steps, seeds=DEFAULT_SE
     settings = [dict(s) for s in settings]
     if not settings or any("lr" not in s for s in settings):
         raise ValueError("settings must be a non-empty list of dicts, each with an 'lr'")
-    seeds = tuple(check_int("seeds", s) for s in seeds)
-    if not seeds:
-        raise ValueError("seeds must not be empty")
+    seeds = _seeds(seeds)
     lrs = [check_positive("settings lr", s.pop("lr")) for s in settings]
     scheds = [s.pop("schedule", None) for s in settings]
     names = [s.pop("name", "") for s in settings]
@@ -492,24 +415,25 @@ def run_settings(factory, settings, make_model, data, *, steps, seeds=DEFAULT_SE
 
 def stats_from_runs(runs, lr, seeds, name=""):
     """A :class:`RunStats` from the result dicts of :func:`run_once` (one per seed)."""
-    return RunStats(name=name, lr=float(lr), seeds=tuple(seeds),
-                    loss=np.stack([r["loss"] for r in runs]),
-                    grad_norm=np.stack([r["grad_norm"] for r in runs]),
+    stack = lambda key: np.stack([r[key] for r in runs])  # noqa: E731
+    return RunStats(name=name, lr=float(lr), seeds=tuple(seeds), loss=stack("loss"),
+                    grad_norm=stack("grad_norm"),
                     train_loss=np.array([r["train_loss"] for r in runs]),
                     val_loss=np.array([r["val_loss"] for r in runs]),
                     val_acc=np.array([r["val_acc"] for r in runs]),
                     diverged=[(s, r["diverged_at"]) for s, r in zip(seeds, runs)
-                              if r["diverged_at"] is not None])
+                              if r["diverged_at"] is not None],
+                    time=stack("time"))
 
 
 # --------------------------------------------------------------------------------------
 # Tuning and the comparison
 # --------------------------------------------------------------------------------------
-def _check_grid(lr_grid):
+def _check_grid(grid):
     try:
-        grid = sorted(check_positive("lr_grid", v) for v in lr_grid)
+        grid = sorted(check_positive("lr_grid", v) for v in grid)
     except TypeError:
-        raise TypeError(f"lr_grid must be a sequence of positive numbers, got {lr_grid!r}") from None
+        raise TypeError(f"lr_grid must be a sequence of positive numbers, got {grid!r}") from None
     if not grid:
         raise ValueError("lr_grid must not be empty")
     return grid
@@ -524,9 +448,7 @@ def tune_lr(factory, lr_grid, make_model, data, *, steps, tune_seeds=(100,), bat
     """
     check_choice("select", select, {"val_loss", "train_loss"})
     grid = _check_grid(lr_grid)
-    tune_seeds = tuple(check_int("tune_seeds", s) for s in tune_seeds)
-    if not tune_seeds:
-        raise ValueError("tune_seeds must not be empty")
+    tune_seeds = _seeds(tune_seeds, "tune_seeds")
     runs = _runs(factory, grid, tune_seeds, make_model, data, steps=steps, batch_size=batch_size,
                  schedule=schedule, loss_fn=loss_fn, fast=fast)
     S = len(tune_seeds)
@@ -544,7 +466,8 @@ class Comparison:
 
     ``scores[name][lr]`` is the tuning score, ``best_lr[name]`` the chosen rate,
     ``at_edge[name]`` whether it is the smallest or largest rate of the grid, ``runs[name]``
-    the :class:`RunStats` of the chosen rate over the reporting seeds.
+    the :class:`RunStats` of the chosen rate over the reporting seeds; ``steps`` and
+    ``batch_size`` the budget every optimizer had.
     """
     select: str
     lr_grid: tuple
@@ -552,6 +475,8 @@ class Comparison:
     best_lr: dict
     at_edge: dict
     runs: dict
+    steps: int = 0
+    batch_size: int | None = None
 
     def __getitem__(self, name):
         return self.runs[name]
@@ -560,16 +485,23 @@ class Comparison:
     def names(self):
         return list(self.runs)
 
+    def steps_to(self, target):
+        """Per optimizer, the median over seeds of the first step whose loss is <= ``target``
+        (``inf`` if a seed never gets there)."""
+        return {n: float(np.median(r.steps_to(target))) for n, r in self.runs.items()}
+
 
 def tune_and_compare(optimizers, lr_grid, make_model, data, *, steps, seeds=DEFAULT_SEEDS,
                      batch_size=None, select="val_loss", tune_seeds=(100,), schedule=None,
-                     loss_fn=None, min_seeds=5, fast=True):
+                     loss_fn=None, min_seeds=5, fast=True, timed=False):
     """Tune each optimizer's learning rate on ``lr_grid``, then train it from every seed.
 
     Parameters
     ----------
-    optimizers : dict name -> ``factory(params, lr) -> torch.optim.Optimizer``
-    lr_grid : the learning rates every optimizer is tuned over (the same for all).
+    optimizers : dict name -> ``factory(model, lr) -> torch.optim.Optimizer``
+        (e.g. ``{"Adam": curvlib.optim.factory("adam"), "K-FAC": factory("kfac")}``).
+    lr_grid : the learning rates every optimizer is tuned over (the same for all), e.g.
+        :func:`lr_grid`.
     make_model : ``seed -> nn.Module`` (or ``() -> nn.Module``, called after
         ``torch.manual_seed(seed)``).
     data : ``(X_train, y_train, X_val, y_val)`` or an object/dict with those fields.
@@ -581,12 +513,14 @@ def tune_and_compare(optimizers, lr_grid, make_model, data, *, steps, seeds=DEFA
         name -> such a function (``None`` entries mean constant).
     fast : train the runs of one optimizer together in a vectorised model when possible
         (see :func:`run_seeds`); the numbers equal the reference loop's up to rounding.
+    timed : report through the reference loop, so every run's ``time`` is its own wall
+        clock (for plots against time); tuning may still take the fast path.
     """
     if not isinstance(optimizers, dict) or not optimizers:
-        raise TypeError("optimizers must be a non-empty dict name -> factory(params, lr)")
+        raise TypeError("optimizers must be a non-empty dict name -> factory(model, lr)")
     for name, f in optimizers.items():
         if not callable(f):
-            raise TypeError(f"optimizers[{name!r}] must be callable (params, lr) -> optimizer")
+            raise TypeError(f"optimizers[{name!r}] must be callable (model, lr) -> optimizer")
     min_seeds = check_int("min_seeds", min_seeds, minimum=1)
     seeds = tuple(seeds)
     if len(seeds) < min_seeds:
@@ -614,9 +548,9 @@ def tune_and_compare(optimizers, lr_grid, make_model, data, *, steps, seeds=DEFA
         at_edge[name] = len(grid) > 1 and best in (grid[0], grid[-1])
         runs[name] = run_seeds(factory, best, make_model, data, steps=steps, seeds=seeds,
                                batch_size=batch_size, schedule=schedules[name],
-                               loss_fn=loss_fn, name=name, fast=fast)
+                               loss_fn=loss_fn, name=name, fast=fast and not timed)
     return Comparison(select=select, lr_grid=tuple(grid), scores=scores, best_lr=best_lr,
-                      at_edge=at_edge, runs=runs)
+                      at_edge=at_edge, runs=runs, steps=steps, batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------------------
@@ -645,9 +579,7 @@ def plot_bands(result, ax=None, *, band="std", logy=True, quantity="loss", title
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
     for i, r in enumerate(runs):
-        rr = r if quantity == "loss" else RunStats(r.name, r.lr, r.seeds, r.grad_norm,
-                                                    r.grad_norm, r.train_loss, r.val_loss,
-                                                    r.val_acc, r.diverged)
+        rr = r if quantity == "loss" else replace(r, loss=r.grad_norm)
         mean = rr.mean
         lo, hi = (mean - rr.std, mean + rr.std) if band == "std" else (rr.low, rr.high)
         if logy:
@@ -671,7 +603,7 @@ def summary_rows(result, digits=3):
     number of diverged seeds. Printable with any table tool, stable across thread counts.
     """
     digits = check_int("digits", digits, minimum=1)
-    g = lambda v: f"{v:.{digits}g}"
+    g = lambda v: f"{v:.{digits}g}"  # noqa: E731
     rows = []
     for r in _as_runs(result):
         row = {"name": r.name, "lr": f"{r.lr:g}", "seeds": len(r.seeds)}

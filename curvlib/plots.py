@@ -15,8 +15,8 @@ Every function takes an optional ``ax`` (a new figure is made when it is ``None`
 the axes, so figures compose: ``ax = contour(...); convergence(..., ax=other_ax)``. Nothing here
 keeps state between calls or changes matplotlib's global settings.
 
-A run that blows up is part of the story, not an error: paths and curves are cut at the first
-non-finite value (see :func:`curvlib.widgets.divergence_step`) and labelled "diverged at step k".
+A run that blows up is part of the story, not an error: paths and curves are cut where they
+diverge (the rule of :mod:`curvlib.runs`) and labelled "diverged at step k".
 
 >>> import numpy as np
 >>> from curvlib.landscapes import Quadratic
@@ -26,12 +26,13 @@ non-finite value (see :func:`curvlib.widgets.divergence_step`) and labelled "div
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
-from ._checks import check_int
-from .widgets import divergence_step
+from ._checks import check_choice, check_int
+from .runs import divergence_step
 
 __all__ = ["contour", "convergence", "mean_band", "heatmap", "cell_edges", "markdown_table",
            "plain_log_ticks"]
@@ -46,6 +47,15 @@ def _axes(ax, figsize=(5.0, 4.0)):
     if ax is None:
         _, ax = _plt().subplots(figsize=figsize, layout="constrained")
     return ax
+
+
+def _finish_axes(ax, log_x, log_y, xlabel, ylabel):
+    if log_x:
+        ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
 
 
 def _label(label, k):
@@ -113,8 +123,8 @@ def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels
         evaluates its landscape once, in its factory, and each redraw only draws. ``fun``
         may then be ``None``.
     paths : dict label -> array of shape (k, 2), or sequence of (label, array)
-        Iterates :math:`x_0, x_1, \dots`, e.g. ``curvlib.minimize(...).path``. A path with a
-        non-finite or huge row is drawn up to it and labelled "diverged at step k".
+        Iterates :math:`x_0, x_1, \dots`, e.g. ``curvlib.minimize(...).path``. A path that
+        diverges is drawn up to that row and labelled "diverged at step k".
     levels : int or sequence
         Number of contour levels, or the levels themselves.
     log_levels : bool or float
@@ -203,8 +213,8 @@ def convergence(curves, *, x=None, ax=None, log_x=False, log_y=True, xlabel="ste
     ``curves`` maps a label to a 1-D array (or to a pair ``(x, y)`` of equal-length arrays).
     ``x`` gives shared abscissae; otherwise step numbers ``start, start+1, ...`` are used
     (``log_x=True`` starts at step 1 when ``start`` is 0, since log(0) is undefined).
-    A curve with a non-finite or huge value is drawn up to that step, ends with a cross
-    and is labelled "diverged at step k". Exact zeros are left out on a log axis (a method
+    A curve that diverges is drawn up to that step, ends with a cross and is labelled
+    "diverged at step k". Exact zeros are left out on a log axis (a method
     that converges exactly, like Newton on a quadratic, would otherwise vanish): the curve
     ends at its last nonzero point. ``styles`` maps labels to extra ``plot`` keywords.
 
@@ -235,12 +245,7 @@ def convergence(curves, *, x=None, ax=None, log_x=False, log_y=True, xlabel="ste
         if k is not None and keep.any():
             last = np.flatnonzero(keep)[-1]
             ax.plot(xs[last], ys[last], "x", color=line.get_color(), ms=8)
-    if log_y:
-        ax.set_yscale("log")
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    _finish_axes(ax, log_x, log_y, xlabel, ylabel)
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
     return ax
@@ -350,12 +355,7 @@ def heatmap(values, x, y, *, ax=None, log_x=False, log_y=False, log_color=False,
         norm = Normalize(vmin=vmin, vmax=vmax)
     mesh = ax.pcolormesh(cell_edges(x, log_x), cell_edges(y, log_y), V, cmap=cm, norm=norm,
                          shading="flat")
-    if log_x:
-        ax.set_xscale("log")
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    _finish_axes(ax, log_x, log_y, xlabel, ylabel)
     if colorbar:
         cb = ax.figure.colorbar(mesh, ax=ax)
         cb.set_label(colorbar_label)
@@ -401,19 +401,27 @@ def markdown_table(rows, columns, *, align=None):
     return Markdown("\n".join(lines))
 
 
-def plain_log_ticks(ax, axis="y", numticks=5):
-    """Few plain-text labels ("1e-06") on a log axis, no minor ticks.
+def plain_log_ticks(ax, axis="y", numticks=5, every=1):
+    """Plain-text labels ("1e-6") at the decades of a log axis, and no minor ticks.
 
     Matplotlib writes log tick labels as mathtext (:math:`10^{-6}`), and parsing it is most
     of the cost of redrawing a small figure; widgets that must redraw in well under 100 ms
-    call this on their log axes. ``axis`` is ``"x"``, ``"y"`` or ``"both"``.
+    call this on their log axes. ``axis`` is ``"x"``, ``"y"`` or ``"both"``; ``numticks``
+    bounds the number of decade ticks; ``every`` labels one decade in ``every`` (the others
+    keep an unlabelled tick).
     """
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-    if axis not in ("x", "y", "both"):
-        raise ValueError(f"axis must be 'x', 'y' or 'both', got {axis!r}")
+    check_choice("axis", axis, ("x", "y", "both"))
+    numticks = check_int("numticks", numticks, minimum=1)
+    every = check_int("every", every, minimum=1)
+
+    def label(v, _):
+        e = round(math.log10(v)) if v > 0 else None
+        return f"1e{e}" if e is not None and abs(math.log10(v) - e) < 1e-9 and e % every == 0 else ""
+
     for a in ([ax.xaxis, ax.yaxis] if axis == "both" else [getattr(ax, f"{axis}axis")]):
         a.set_major_locator(LogLocator(numticks=numticks))
         a.set_minor_locator(NullLocator())
-        a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-")))
+        a.set_major_formatter(FuncFormatter(label))
     return ax

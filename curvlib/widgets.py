@@ -22,23 +22,18 @@ and the Explorer does the rest:
 A run that blows up is a result, not a crash: ``render`` may raise :class:`Diverged`
 (or let a ``FloatingPointError``/``OverflowError`` escape), or simply return a summary such
 as ``"diverged at step 12"``; the Explorer shows that text under the figure, in red, and
-never an exception or an empty plot. :func:`divergence_step` finds the step for you.
-
-Chapter modules list their Explorer factories (functions of no argument returning an
-Explorer) in a module-level ``EXPLORERS`` list; :func:`discover` collects them so the tests
-and ``benchmarks/widgets.py`` drive every widget of the book without a registry.
+never an exception or an empty plot. :func:`curvlib.runs.divergence_step` finds the
+step for you.
 """
 from __future__ import annotations
 
 import base64
 import html
-import importlib
 import io
 import itertools
 import json
 import math
 import numbers
-import pkgutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -47,7 +42,7 @@ import numpy as np
 
 from ._checks import check_int, check_positive
 
-__all__ = ["Explorer", "Frame", "Diverged", "divergence_step", "format_value", "discover"]
+__all__ = ["Explorer", "Frame", "Diverged", "format_value", "time_update"]
 
 #: Mimetype of an ipywidgets view, as Jupyter front ends and myst-nb know it.
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
@@ -59,20 +54,6 @@ class Diverged(ArithmeticError):
     def __init__(self, step):
         self.step = int(step)
         super().__init__(f"diverged at step {self.step}")
-
-
-def divergence_step(values, *, limit=1e12):
-    r"""Index of the first entry of ``values`` that is not finite or exceeds ``limit`` in size.
-
-    Returns ``None`` when every entry is finite and :math:`|v_k| \le` ``limit``. Use it on a loss
-    history or on the norms of an iterate path: ``k = divergence_step(losses)``; then
-    ``raise Diverged(k)`` or return ``f"diverged at step {k}"``.
-    """
-    limit = check_positive("limit", limit)
-    v = np.asarray(values, dtype=float).reshape(len(values), -1) if len(values) else np.zeros((0, 1))
-    bad = ~np.isfinite(v).all(axis=1) | (np.abs(np.nan_to_num(v, nan=0.0)) > limit).any(axis=1)
-    idx = np.flatnonzero(bad)
-    return int(idx[0]) if idx.size else None
 
 
 def format_value(value):
@@ -422,27 +403,6 @@ _SCRIPT = (
     "inputs[i].addEventListener('change',update);}"
     "img.addEventListener('click',function(){img.parentNode.classList.toggle('cx-zoom');});"
     "})();")
-
-
-def discover(package="curvlib"):
-    """Every Explorer factory of the book: ``{"module.function": factory}``.
-
-    Imports each submodule of ``package`` and collects the functions listed in its
-    module-level ``EXPLORERS`` list (factories taking no argument and returning an
-    :class:`Explorer`). No registry, no import-time side effects.
-    """
-    pkg = importlib.import_module(package)
-    found = {}
-    for info in sorted(pkgutil.walk_packages(pkg.__path__, prefix=package + "."),
-                       key=lambda m: m.name):
-        if info.name.rsplit(".", 1)[-1].startswith("_"):
-            continue
-        module = importlib.import_module(info.name)
-        for factory in getattr(module, "EXPLORERS", ()):
-            if not callable(factory):
-                raise TypeError(f"{info.name}.EXPLORERS must list callables, got {factory!r}")
-            found[f"{info.name}.{factory.__name__}"] = factory
-    return found
 
 
 def time_update(explorer, repeat=3, clock=time.perf_counter):

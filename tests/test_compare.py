@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from curvlib import compare
+from curvlib import compare, optim
 
 
 def _data(n_train=300, n_val=150):
@@ -25,12 +25,7 @@ def make_model():
     return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
 
 
-def sgd(params, lr):
-    return torch.optim.SGD(params, lr=lr)
-
-
-def adam(params, lr):
-    return torch.optim.Adam(params, lr=lr)
+sgd, adam = optim.factory("sgd"), optim.factory("adam")
 
 
 def test_as_split_accepts_tuple_dict_object():
@@ -167,14 +162,14 @@ def test_bad_data():
 
 
 @pytest.mark.parametrize("factory, batch_size", [
-    (lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True), None),
-    (lambda p, lr: torch.optim.Adam(p, lr=lr), 64),
-    (lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1), 50),
+    (optim.factory("nesterov"), None),
+    (optim.factory("adam"), 64),
+    (optim.factory("adamw", weight_decay=0.1), 50),
 ])
 def test_fast_path_equals_reference_loop(factory, batch_size):
     sched = lambda t, base: base * min(1.0, (t + 1) / 5)
-    fast = compare._ensemble(factory, [0.01, 0.1], [0, 1, 2], make_model, DATA, steps=25,
-                             batch_size=batch_size, schedule=sched)
+    fast = compare._fast_runs(factory, [0.01, 0.1], [0, 1, 2], make_model, DATA, steps=25,
+                              batch_size=batch_size, schedules=[sched, sched])
     assert fast is not None
     k = 0
     for lr in [0.01, 0.1]:
@@ -190,7 +185,7 @@ def test_fast_path_equals_reference_loop(factory, batch_size):
 
 
 def test_fast_path_records_divergence_per_run():
-    fast = compare._ensemble(sgd, [0.1, 1e4], [0, 1], make_model, DATA, steps=40)
+    fast = compare._fast_runs(sgd, [0.1, 1e4], [0, 1], make_model, DATA, steps=40)
     ref = compare.run_once(sgd, 1e4, make_model, DATA, steps=40, seed=0)
     assert fast[0]["diverged_at"] is None and fast[1]["diverged_at"] is None
     assert fast[2]["diverged_at"] == ref["diverged_at"] is not None
@@ -200,9 +195,13 @@ def test_fast_path_records_divergence_per_run():
 def test_fast_path_declines_models_with_buffers_and_non_elementwise_optimizers():
     bn = lambda: torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.BatchNorm1d(8),
                                      torch.nn.Linear(8, 10))
-    assert compare._ensemble(sgd, [0.1], [0, 1], bn, DATA, steps=2) is None
-    lbfgs = lambda p, lr: torch.optim.LBFGS(p, lr=lr)
-    assert compare._ensemble(lbfgs, [0.1], [0, 1], make_model, DATA, steps=2) is None
+    assert compare._fast_runs(sgd, [0.1], [0, 1], bn, DATA, steps=2) is None
+    assert compare._fast_runs(optim.factory("lbfgs"), [0.1], [0, 1], make_model, DATA,
+                              steps=2) is None
+    plain = lambda m, lr: torch.optim.SGD(m.parameters(), lr=lr)   # a plain (model, lr) callable
+    assert compare._fast_runs(plain, [0.1], [0, 1], make_model, DATA, steps=2) is None
+    r = compare.run_seeds(plain, 0.1, make_model, DATA, steps=5, seeds=range(5))
+    assert r.loss.shape == (5, 5) and np.isfinite(r.loss).all()
     r = compare.run_seeds(sgd, 0.1, bn, DATA, steps=5, seeds=range(5))   # reference path works
     assert r.loss.shape == (5, 5) and np.isfinite(r.loss).all()
 
@@ -243,3 +242,40 @@ def test_fast_path_restores_the_thread_count():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_lr_grid_is_the_one_way_to_write_a_grid():
+    assert compare.lr_grid(1e-3, 1) == (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    assert compare.LR_GRID == compare.lr_grid(1e-4, 1.0) and len(compare.LR_GRID) == 9
+    assert compare.lr_grid(0.1, 3) == (0.1, 0.3, 1.0, 3.0)              # 3 is a grid point
+    assert compare.lr_grid(1, 10, per_decade=3) == (1.0, 2.0, 5.0, 10.0)
+    assert compare.lr_grid(1e-4, 10, digits=3)[1] == 3.16e-4
+    assert compare.lr_grid(0.05, 0.05) == ()
+    with pytest.raises(ValueError, match="low"):
+        compare.lr_grid(1.0, 0.1)
+    with pytest.raises(ValueError, match="per_decade"):
+        compare.lr_grid(0.1, 1.0, per_decade=0)
+
+
+def test_smooth_and_steps_to_target():
+    loss = np.array([[3.0, 2.0, 1.0, 0.5, 0.2], [3.0, 3.0, 3.0, 3.0, 3.0]])
+    assert np.allclose(compare.smooth(loss, 1), loss)
+    assert np.allclose(compare.smooth(loss[0], 2), [3.0, 2.5, 1.5, 0.75, 0.35])
+    assert np.isinf(compare.smooth([1.0, np.nan, 1.0], 2)[1:]).all()  # a divergence stays
+    t = compare.steps_to_target(loss, 1.0, window=1)
+    assert t[0] == 2 and np.isinf(t[1])
+    assert compare.steps_to_target(loss[0], 0.75, window=2) == 3.0
+    with pytest.raises(ValueError, match="window"):
+        compare.smooth(loss, 0)
+
+
+def test_select_seeds_and_timed_comparison():
+    r = compare.run_seeds(sgd, 0.1, make_model, DATA, steps=6, seeds=range(5), fast=False)
+    sub = r.select([1, 3])
+    assert sub.seeds == (1, 3) and np.array_equal(sub.loss, r.loss[[1, 3]])
+    assert np.all(np.diff(r.time, axis=1) > 0)               # each run's own wall clock
+    res = compare.tune_and_compare({"SGD": sgd, "Adam": adam}, [0.01, 0.1], make_model, DATA,
+                                   steps=8, batch_size=50, timed=True, select="train_loss")
+    assert res.steps == 8 and res.batch_size == 50
+    assert set(res.steps_to(10.0).values()) == {0.0}         # every run starts below 10
+    assert all(np.isfinite(r.time).all() for r in res.runs.values())

@@ -33,8 +33,8 @@ def test_weight_decay_adds_twice_the_coefficient():
     assert claims.weight_decay_hessian(0.1)["hessian_diagonal"] == pytest.approx(0.2)
 
 
-def test_bfgs_inverse_update_satisfies_secant_and_inverts_direct_update():
-    out = claims.bfgs_inverse_update(n=5, seed=3)
+def test_bfgs_inverse_check_satisfies_secant_and_inverts_direct_update():
+    out = claims.bfgs_inverse_check(n=5, seed=3)
     assert out["secant_residual"] < 1e-10
     assert out["inverse_of_direct_residual"] < 1e-10
     assert out["min_eigenvalue"] > 0

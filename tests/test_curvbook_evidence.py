@@ -6,19 +6,6 @@ import torch
 from curvbook import evidence as ev
 
 
-def test_smooth_and_steps_to_target():
-    loss = np.array([[3.0, 2.0, 1.0, 0.5, 0.2], [3.0, 3.0, 3.0, 3.0, 3.0]])
-    assert np.allclose(ev.smooth(loss, 1), loss)
-    assert np.allclose(ev.smooth(loss[0], 2), [3.0, 2.5, 1.5, 0.75, 0.35])
-    t = ev.steps_to_target(loss, 1.0, window=1)
-    assert t[0] == 2 and np.isinf(t[1])
-    assert ev.steps_to_target(loss[0], 0.75, window=2) == 3.0
-    with pytest.raises(ValueError, match="target"):
-        ev.steps_to_target(loss, -1.0)
-    with pytest.raises(ValueError, match="window"):
-        ev.smooth(loss, 0)
-
-
 def test_good_window_parabola_width():
     # L = 1 + a u^2 in u = log10(lr): width at tolerance X is 2 sqrt(X/a)
     u = np.linspace(-3, 3, 601)
@@ -35,19 +22,6 @@ def test_good_window_parabola_width():
         ev.good_window([0.1, 1.0], [1.0, 2.0], -1)
     with pytest.raises(ValueError, match="diverged"):
         ev.good_window([0.1, 1.0], [np.inf, np.inf], 0.5)
-
-
-def test_logistic_objective_gradient():
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
-    fun = ev.logistic_objective(X, y, lam=0.1)
-    w = rng.standard_normal(4)
-    f, gr = fun(w)
-    eps = 1e-6
-    num = np.array([(fun(w + eps * e)[0] - fun(w - eps * e)[0]) / (2 * eps) for e in np.eye(4)])
-    assert np.allclose(gr, num, atol=1e-6)
-    with pytest.raises(ValueError, match="lam"):
-        ev.logistic_objective(X, y, lam=0)
 
 
 def test_lbfgs_beats_gradient_descent_on_logistic_at_tight_targets():

@@ -125,4 +125,3 @@ def test_memory_explorer_at_extreme_controls():
     large = e.set(model="GPT-3 175B", precision="float64")
     assert small.text != large.text and small.png != large.png
     assert "ZB" in large.text and not small.diverged and not large.diverged
-    assert hc.memory_explorer in hc.EXPLORERS

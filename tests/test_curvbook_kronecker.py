@@ -74,8 +74,8 @@ def test_compare_methods_reports_every_method_over_five_seeds(small_comparison):
     assert res.names == list(K.METHODS)
     for name in res.names:
         r = res.runs[name]
-        assert r.loss.shape == (5, 6) and res.time[name].shape == (5, 6)
-        assert np.all(np.diff(res.time[name], axis=1) > 0)          # wall time grows
+        assert r.loss.shape == (5, 6) and r.time.shape == (5, 6)
+        assert np.all(np.diff(r.time, axis=1) > 0)                  # wall time grows
         assert res.best_lr[name] in res.lr_grid
         assert res.best_lr[name] == min(res.scores[name], key=lambda lr: (res.scores[name][lr], lr))
         assert res.at_edge[name] == (res.best_lr[name] in (0.01, 1.0))

@@ -7,7 +7,6 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 from curvlib import minimize  # noqa: E402
 from curvbook import newton as nw  # noqa: E402
@@ -86,26 +85,6 @@ def test_quadratic_convergence_digits_double():
     assert r["flops"]["Newton"] < r["flops"]["gradient descent"]
 
 
-def test_logistic_regression_derivatives_match_autograd():
-    rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(40, 5)), (rng.random(40) < 0.5).astype(float)
-    prob = nw.LogisticRegression(X, y, l2=0.1)
-    w = rng.normal(size=5)
-    wt = torch.tensor(w, requires_grad=True)
-    Xt, yt = torch.tensor(X), torch.tensor(y)
-
-    def f(v):
-        z = Xt @ v
-        return torch.mean(torch.nn.functional.softplus(z) - yt * z) + 0.05 * v @ v
-
-    assert prob(w) == pytest.approx(f(wt).item(), rel=1e-12)
-    g, = torch.autograd.grad(f(wt), wt)
-    np.testing.assert_allclose(prob.grad(w), g.numpy(), rtol=1e-10, atol=1e-12)
-    H = torch.autograd.functional.hessian(f, wt)
-    np.testing.assert_allclose(prob.hess(w), H.numpy(), rtol=1e-10, atol=1e-12)
-    assert prob.L >= np.linalg.eigvalsh(prob.hess(w)).max()
-
-
 # ------------------------------------------------------------------ widget
 def test_explorer_extremes_change_the_output():
     e = nw.newton_explorer()
@@ -129,8 +108,6 @@ def test_explorer_extremes_change_the_output():
     (lambda: nw.gd_path(lambda x: x, [1.0], -1.0, 3), ValueError, "lr"),
     (lambda: nw.gd_quadratic_path(nw.quadratic(2), [1.0, 1.0], 0.1, -1), ValueError, "steps"),
     (lambda: nw.quadratic_race(10, tol=0), ValueError, "tol"),
-    (lambda: nw.LogisticRegression(np.ones((3, 2)), np.array([0, 1, 2])), ValueError, "y"),
-    (lambda: nw.LogisticRegression(np.ones((3, 2)), np.array([0, 1, 1]), l2=-1), ValueError, "l2"),
 ])
 def test_bad_input(call, exc, word):
     with pytest.raises(exc, match=word):

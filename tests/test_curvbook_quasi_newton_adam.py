@@ -5,26 +5,12 @@ import numpy as np
 import pytest
 
 from curvbook import quasi_newton_adam as q
+from curvlib.landscapes import LogisticRegression
 
 
 @pytest.fixture(scope="module")
 def problem():
-    return q.LogisticProblem(1e-3)
-
-
-def test_logistic_problem_derivatives(problem):
-    rng = np.random.default_rng(0)
-    w, v = 0.1 * rng.standard_normal(problem.dim), rng.standard_normal(problem.dim)
-    h = 1e-6
-    fd = (problem.value(w + h * v) - problem.value(w - h * v)) / (2 * h)
-    assert fd == pytest.approx(problem.grad(w) @ v, rel=1e-6)
-    fd_g = (problem.grad(w + h * v) - problem.grad(w - h * v)) / (2 * h)
-    assert np.allclose(fd_g, problem.hess(w) @ v, rtol=1e-5, atol=1e-9)
-    assert np.max(np.abs(problem.grad(problem.w_star))) < 1e-12
-    idx = np.arange(10)
-    assert problem.value(w, idx) != problem.value(w)
-    with pytest.raises(ValueError, match="l2"):
-        q.LogisticProblem(0.0)
+    return LogisticRegression.breast_cancer(1e-3)
 
 
 def test_bfgs_update_satisfies_the_secant_equation():
@@ -59,8 +45,8 @@ def test_full_batch_race_orders_the_methods(problem):
     total, rate = q.extrapolated_iterations(race["GD"], race["L-BFGS (m=10)"].error[-1])
     assert total > 2500 and 0.99 < rate < 1
     # Newton: the error ratio collapses; L-BFGS (m=10): it stays roughly constant (linear)
-    newton = q.ratio_by_window(race["Newton"].path, problem.w_star, ((1e-1, 1e-8),))[0]
-    lbfgs = q.ratio_by_window(race["L-BFGS (m=10)"].path, problem.w_star)
+    newton = q.ratio_by_window(race["Newton"].path, problem.minimum, ((1e-1, 1e-8),))[0]
+    lbfgs = q.ratio_by_window(race["L-BFGS (m=10)"].path, problem.minimum)
     assert newton < 0.1
     assert all(0.5 < r < 0.95 for r in lbfgs)
 

@@ -1,6 +1,5 @@
 """Chapter 5 machinery: the Hessian shift, torch's weight-decay convention, L2 vs AdamW,
 learning-rate sweeps, warmup, schedules and the schedule designer widget."""
-import math
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """Tests for curvbook.summary (chapter 10)."""
-import math
 
 import numpy as np
 import pytest

@@ -128,3 +128,55 @@ def test_other_bad_input():
         Rosenbrock()([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="n must be"):
         Rosenbrock().grid(n=1)
+
+
+# ------------------------------------------------------------------ logistic regression
+def test_logistic_regression_derivatives_match_autograd():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), (rng.random(40) < 0.5).astype(float)
+    prob = landscapes.LogisticRegression(X, y, l2=0.1)
+    assert prob.X.shape == (40, 5) and np.all(prob.X[:, -1] == 1)   # the bias column
+    w = rng.normal(size=5)
+    wt = torch.tensor(w, requires_grad=True)
+    Xt, yt = torch.tensor(prob.X), torch.tensor(y)
+
+    def f(v):
+        z = Xt @ v
+        return torch.mean(torch.nn.functional.softplus(z) - yt * z) + 0.05 * v @ v
+
+    assert prob(w) == pytest.approx(f(wt).item(), rel=1e-12)
+    g, = torch.autograd.grad(f(wt), wt)
+    np.testing.assert_allclose(prob.grad(w), g.numpy(), rtol=1e-10, atol=1e-12)
+    H = torch.autograd.functional.hessian(f, wt)
+    np.testing.assert_allclose(prob.hess(w), H.numpy(), rtol=1e-10, atol=1e-12)
+    assert prob.smoothness >= np.linalg.eigvalsh(prob.hess(w)).max()
+    idx = np.arange(10)
+    assert prob.value(w, idx) == pytest.approx(
+        landscapes.LogisticRegression(X[:10], y[:10], l2=0.1).value(w), rel=1e-14)
+
+
+def test_logistic_regression_minimum_and_breast_cancer():
+    prob = landscapes.LogisticRegression.breast_cancer(1e-3)
+    assert (prob.n_samples, prob.dim) == (426, 31)
+    assert np.max(np.abs(prob.grad(prob.minimum))) < 1e-12
+    assert prob.minimum_value == prob.value(prob.minimum) < prob.value(prob.x0)
+    assert prob.condition_number() > 100   # ill-conditioned at l2 = 1e-3
+    stronger = landscapes.LogisticRegression.breast_cancer(1e-1)
+    assert stronger.condition_number() < prob.condition_number()
+    from curvlib import minimize
+    res = minimize(prob.value_and_grad, prob.x0, jac=True, hess=prob.hess, method="newton",
+                   gtol=1e-10)
+    np.testing.assert_allclose(res.x, prob.minimum, atol=1e-8)
+
+
+@pytest.mark.parametrize("call, exc, word", [
+    (lambda: landscapes.LogisticRegression(np.ones((3, 2)), np.array([0, 1, 2])), ValueError, "y"),
+    (lambda: landscapes.LogisticRegression(np.ones((3, 2)), np.array([0, 1, 1]), l2=-1),
+     ValueError, "l2"),
+    (lambda: landscapes.LogisticRegression(np.ones(3), np.array([0, 1, 1])), ValueError, "X"),
+    (lambda: landscapes.LogisticRegression(np.ones((3, 2)), np.array([0, 1, 1]), bias=1),
+     TypeError, "bias"),
+])
+def test_logistic_regression_bad_input(call, exc, word):
+    with pytest.raises(exc, match=word):
+        call()

@@ -205,7 +205,20 @@ def test_plain_log_ticks_avoid_mathtext():
     ax.figure.canvas.draw()
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
     assert labels and all("$" not in s for s in labels)
-    assert "1e-04" in labels or "1e-08" in labels or "1e0" in labels
+    assert "1e-4" in labels or "1e-8" in labels or "1e0" in labels
     assert len(ax.yaxis.get_minorticklocs()) == 0
     with pytest.raises(ValueError, match="axis"):
         plots.plain_log_ticks(ax, axis="z")
+
+
+def test_plain_log_ticks_every_third_decade_and_many_ticks():
+    _, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(1e2, 1e16)
+    plots.plain_log_ticks(ax, "x", numticks=30, every=3)
+    ax.figure.canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert shown == ["1e3", "1e6", "1e9", "1e12", "1e15"]
+    assert len(ax.get_xticks()) >= 15                        # unlabelled decades keep a tick
+    with pytest.raises(ValueError, match="every"):
+        plots.plain_log_ticks(ax, "x", every=0)

@@ -1,4 +1,4 @@
-"""curvlib.widgets: the Explorer mechanism, and every Explorer of the book driven from Python."""
+"""curvlib.widgets: the Explorer mechanism (the book's explorers: tests/test_curvbook_init.py)."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from curvlib import widgets
-from curvlib.widgets import Diverged, Explorer, divergence_step, format_value
+from curvlib.runs import divergence_step
+from curvlib.widgets import Diverged, Explorer, format_value
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -22,7 +23,7 @@ def gd_quadratic(fig, kappa, lr, steps=30):
     for _ in range(steps):
         path.append(path[-1] - lr * h * path[-1])
     path = np.array(path)
-    k = divergence_step(path, limit=10.0)
+    k = divergence_step(path)
     ax = fig.subplots()
     ax.plot(*path[:k].T, ".-")
     ax.set(xlim=(-2, 2), ylim=(-2, 2))
@@ -234,24 +235,6 @@ def test_static_html_is_reproducible_apart_from_the_pixels():
 
 
 # ------------------------------------------------------------------ helpers
-@pytest.mark.parametrize("values, expected", [
-    ([1.0, 0.5, 0.25], None),
-    ([1.0, 2.0, np.nan, 1.0], 2),
-    ([1.0, np.inf], 1),
-    ([1.0, 1e13, 1.0], 1),
-    ([[0.0, 0.0], [1.0, 2.0], [3.0, np.nan]], 2),
-    ([], None),
-])
-def test_divergence_step(values, expected):
-    assert divergence_step(values) == expected
-
-
-def test_divergence_step_limit_is_checked():
-    assert divergence_step([1.0, 20.0], limit=10) == 1
-    with pytest.raises(ValueError, match="limit must be positive"):
-        divergence_step([1.0], limit=0)
-
-
 @pytest.mark.parametrize("value, label", [(1, "1"), (1.0, "1"), (0.001, "0.001"),
                                           (1e-5, "1e-05"), (100.0, "100"), (0.9, "0.9"),
                                           ("newton", "newton"), (True, "True")])
@@ -263,39 +246,3 @@ def test_time_update_measures_each_controls_ends():
     times = widgets.time_update(make(), repeat=1)
     assert set(times) == {("kappa", 1), ("kappa", 100), ("lr", 0.001), ("lr", 0.03)}
     assert all(t > 0 for t in times.values())
-
-
-# ------------------------------------------------------------------ every Explorer of the book
-BOOK = widgets.discover()
-
-
-def test_discover_finds_module_level_explorer_lists(tmp_path, monkeypatch):
-    pkg = tmp_path / "fakebook"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "chapter.py").write_text(
-        "def a():\n    return 1\n\ndef b():\n    return 2\n\nEXPLORERS = [a, b]\n")
-    (pkg / "_private.py").write_text("raise RuntimeError('private modules are skipped')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    found = widgets.discover("fakebook")
-    assert list(found) == ["fakebook.chapter.a", "fakebook.chapter.b"]
-
-
-@pytest.mark.parametrize("name", sorted(BOOK))
-def test_every_book_explorer_responds_at_its_extremes(name):
-    ex = BOOK[name]()
-    assert isinstance(ex, Explorer), f"{name} must return a curvlib.widgets.Explorer"
-    start = ex.frame()
-    assert start.png.startswith(PNG_MAGIC)
-    for control, values in ex.controls.items():
-        if len(values) < 2:
-            continue
-        low = ex.set(**{control: values[0]})
-        high = ex.set(**{control: values[-1]})
-        assert (low.png, low.text) != (high.png, high.text), (
-            f"{name}: moving {control} from {values[0]!r} to {values[-1]!r} changed nothing")
-        for frame in (low, high):
-            assert isinstance(frame.text, str)
-            if frame.diverged:
-                assert "diverged" in frame.text.lower()
-        ex.set(**{control: start.as_dict()[control]})

@@ -1,4 +1,4 @@
-"""curvlib.data, curvlib.models and curvlib.train."""
+"""curvlib.train: the reference loop, its pieces and the vectorised fast path."""
 import functools
 import math
 
@@ -9,6 +9,7 @@ from torch import nn
 
 from curvlib import data as D
 from curvlib import models as Mo
+from curvlib import optim
 from curvlib import schedules as S
 from curvlib import train as T
 
@@ -23,121 +24,6 @@ def cancer():
     return D.breast_cancer(dtype="float64")
 
 
-# --------------------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------------------
-def test_digits_split_shapes_types_and_stratification(digits):
-    Xtr, ytr, Xte, yte = digits
-    assert Xtr.shape[1] == Xte.shape[1] == digits.n_features == 64
-    assert len(Xtr) + len(Xte) == 1797 and len(Xte) == 450
-    assert Xtr.dtype == torch.float32 and ytr.dtype == torch.int64
-    assert digits.n_classes == 10
-    counts_tr = torch.bincount(ytr, minlength=10).double() / len(ytr)
-    counts_te = torch.bincount(yte, minlength=10).double() / len(yte)
-    assert (counts_tr - counts_te).abs().max() < 0.01  # stratified
-
-
-def test_standardised_with_training_statistics(digits):
-    Xtr, Xte = digits.X_train.double(), digits.X_test.double()
-    std = Xtr.std(dim=0, unbiased=False)
-    live = std > 0
-    assert Xtr.mean(dim=0).abs().max() < 1e-5
-    assert (std[live] - 1).abs().max() < 1e-5
-    assert (~live).sum() >= 3 and (Xtr[:, ~live] == 0).all()  # pixels constant in training
-    assert Xte.mean(dim=0).abs().max() > 1e-3  # the test set is not re-centred
-
-
-def test_loaders_are_deterministic_and_seeded():
-    a, b, c = D.digits(seed=3), D.digits(seed=3), D.digits(seed=4)
-    for u, v in zip(a, b):
-        assert torch.equal(u, v)
-    assert not torch.equal(a.X_train, c.X_train)
-
-
-def test_breast_cancer_raw_rows_numpy_and_dtype():
-    from sklearn.datasets import load_breast_cancer
-
-    raw = load_breast_cancer()
-    s = D.breast_cancer(standardize=False, as_torch=False, dtype="float64", test_size=0.2)
-    assert isinstance(s.X_train, np.ndarray) and s.X_train.dtype == np.float64
-    assert s.X_train.shape == (455, 30) and s.X_test.shape == (114, 30)
-    both = np.vstack([s.X_train, s.X_test])
-    np.testing.assert_allclose(np.sort(both, axis=0), np.sort(raw.data, axis=0))
-    assert s.n_classes == 2 and set(np.unique(s.y_train)) == {0, 1}
-    assert D.breast_cancer(dtype=torch.float64).X_test.dtype == torch.float64
-
-
-@pytest.mark.parametrize("kw,arg", [
-    (dict(test_size=0), "test_size"), (dict(test_size=1.5), "test_size"),
-    (dict(seed=-1), "seed"), (dict(dtype="int32"), "dtype"), (dict(standardize="yes"), "standardize"),
-])
-def test_data_bad_input(kw, arg):
-    for loader in (D.digits, D.breast_cancer):
-        with pytest.raises((ValueError, TypeError), match=arg):
-            loader(**kw)
-
-
-# --------------------------------------------------------------------------------------
-# models
-# --------------------------------------------------------------------------------------
-def test_mlp_is_seeded_and_leaves_global_rng_alone():
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    a = Mo.mlp([5, 7, 3], seed=1)
-    assert torch.equal(torch.rand(3), expected)
-    b, c = Mo.mlp([5, 7, 3], seed=1), Mo.mlp([5, 7, 3], seed=2)
-    for p, q in zip(a.parameters(), b.parameters()):
-        assert torch.equal(p, q)
-    assert not torch.equal(a[0][0].weight, c[0][0].weight)
-
-
-def test_mlp_structure_batchnorm_residual_dtype():
-    m = Mo.mlp([64, 32, 32, 32, 10], "relu", batchnorm=True, residual=True, dtype="float64")
-    kinds = [type(x).__name__ for x in m.modules()]
-    assert kinds.count("BatchNorm1d") == 3 and kinds.count("Residual") == 2
-    assert kinds.count("ReLU") == 3 and "Tanh" not in kinds
-    assert all(p.dtype == torch.float64 for p in m.parameters())
-    x = torch.randn(8, 64, dtype=torch.float64)
-    assert m(x).shape == (8, 10)
-    res = m[1]
-    h = m[0](x)
-    assert torch.allclose(res(h), h + res.block(h))
-    assert Mo.n_params(Mo.mlp([64, 32, 10])) == 64 * 32 + 32 + 32 * 10 + 10
-
-
-def test_logistic_regression_shapes_and_init():
-    lr2 = Mo.logistic_regression(30)
-    assert lr2.weight.shape == (1, 30) and lr2.weight.abs().sum() == 0 and lr2.bias.item() == 0
-    lr10 = Mo.logistic_regression(64, 10, init="default", seed=7)
-    assert lr10(torch.zeros(2, 64)).shape == (2, 10)
-    assert torch.equal(lr10.weight, Mo.logistic_regression(64, 10, init="default", seed=7).weight)
-    assert lr10.weight.abs().sum() > 0
-
-
-@pytest.mark.parametrize("call,arg", [
-    (lambda: Mo.mlp([64]), "sizes"),
-    (lambda: Mo.mlp([64, 0, 10]), "sizes"),
-    (lambda: Mo.mlp([64, 3.5, 10]), "sizes"),
-    (lambda: Mo.mlp(7), "sizes"),
-    (lambda: Mo.mlp([4, 5, 2], "swish"), "activation"),
-    (lambda: Mo.mlp([4, 5, 6, 2], residual=True), "residual"),
-    (lambda: Mo.mlp([4, 5, 2], batchnorm=1), "batchnorm"),
-    (lambda: Mo.mlp([4, 5, 2], seed=-3), "seed"),
-    (lambda: Mo.mlp([4, 5, 2], dtype="int8"), "dtype"),
-    (lambda: Mo.logistic_regression(0), "n_features"),
-    (lambda: Mo.logistic_regression(3, 1), "n_classes"),
-    (lambda: Mo.logistic_regression(3, init="random"), "init"),
-    (lambda: Mo.n_params("net"), "model"),
-])
-def test_models_bad_input(call, arg):
-    with pytest.raises((ValueError, TypeError), match=arg):
-        call()
-
-
-# --------------------------------------------------------------------------------------
-# train
-# --------------------------------------------------------------------------------------
 def test_full_batch_train_equals_a_hand_written_loop(cancer):
     X, y = cancer.train
     model = Mo.logistic_regression(30, dtype="float64")
@@ -163,7 +49,7 @@ def test_full_batch_train_equals_a_hand_written_loop(cancer):
 def test_minibatches_are_seeded_and_global_rng_untouched(digits):
     def run(seed):
         model = Mo.mlp([64, 16, 10], seed=0)
-        return T.train(model, lambda p: torch.optim.SGD(p, lr=0.05), digits, "cross_entropy", 30,
+        return T.train(model, optim.factory("sgd", lr=0.05), digits, "cross_entropy", 30,
                        batch_size=32, seed=seed)
 
     torch.manual_seed(9)
@@ -196,7 +82,7 @@ def test_minibatch_epochs_cover_every_example_once():
 
 def test_record_every_and_eval_curves(digits):
     model = Mo.mlp([64, 32, 10], seed=0)
-    res = T.train(model, lambda p: torch.optim.Adam(p, lr=1e-2), digits, "cross_entropy", 41,
+    res = T.train(model, optim.factory("adam", lr=1e-2), digits, "cross_entropy", 41,
                   record_every=10, eval_data=digits.test, eval_every=20)
     assert list(res.step) == [0, 10, 20, 30, 40]
     assert list(res.eval_step) == [0, 20, 40, 41]  # every 20 updates and after the last
@@ -208,7 +94,7 @@ def test_schedule_function_and_torch_scheduler_set_the_recorded_lr(cancer):
     n = 30
     f = functools.partial(S.warmup_cosine, base_lr=0.5, warmup_steps=5, total_steps=n)
     m1 = Mo.logistic_regression(30, dtype="float64")
-    r1 = T.train(m1, lambda p: torch.optim.SGD(p, lr=123.0), cancer, "bce", n, scheduler=f)
+    r1 = T.train(m1, optim.factory("sgd", lr=123.0), cancer, "bce", n, scheduler=f)
     np.testing.assert_allclose(r1.lr, S.lr_curve(f, n), rtol=1e-15)
     m2 = Mo.logistic_regression(30, dtype="float64")
     opt = torch.optim.SGD(m2.parameters(), lr=0.5)
@@ -229,10 +115,11 @@ def test_reduce_lr_on_plateau_gets_the_loss(cancer):
 
 def test_lbfgs_runs_through_the_closure_and_beats_gd(cancer):
     lb = Mo.logistic_regression(30, dtype="float64")
-    r_lb = T.train(lb, lambda p: torch.optim.LBFGS(p, max_iter=10, line_search_fn="strong_wolfe"),
+    r_lb = T.train(lb, lambda m: torch.optim.LBFGS(m.parameters(), max_iter=10,
+                                                     line_search_fn="strong_wolfe"),
                    cancer, "bce", 3)
     gd = Mo.logistic_regression(30, dtype="float64")
-    r_gd = T.train(gd, lambda p: torch.optim.SGD(p, lr=0.5), cancer, "bce", 3)
+    r_gd = T.train(gd, lambda m: torch.optim.SGD(m.parameters(), lr=0.5), cancer, "bce", 3)
     assert r_lb.loss[0] == r_gd.loss[0] == pytest.approx(math.log(2))  # both start at w = 0
     assert r_lb.loss[-1] < 0.2 * r_gd.loss[-1]
     assert r_lb.status == "completed"
@@ -240,11 +127,11 @@ def test_lbfgs_runs_through_the_closure_and_beats_gd(cancer):
 
 
 def test_newton_closure_without_backward(cancer):
-    from curvlib.quasi_newton import Newton
+    from curvlib.optim import Newton
 
     X, y = cancer.train
     model = Mo.logistic_regression(30, dtype="float64")
-    res = T.train(model, lambda p: Newton(p, damping=1e-3), cancer, "bce", 4)
+    res = T.train(model, lambda m: Newton(m.parameters(), damping=1e-3), cancer, "bce", 4)
     assert res.status == "completed" and res.loss[-1] < 0.1
     # the recorded gradient norm is the one at the start of each step (w = 0 for the first)
     w0 = Mo.logistic_regression(30, dtype="float64")
@@ -252,7 +139,7 @@ def test_newton_closure_without_backward(cancer):
     g0 = torch.cat([w0.weight.grad.flatten(), w0.bias.grad]).norm().item()
     assert res.grad_norm[0] == pytest.approx(g0, rel=1e-10)
     with pytest.raises(RuntimeError, match="backward"):  # forcing backward breaks Newton
-        T.train(Mo.logistic_regression(30, dtype="float64"), lambda p: Newton(p), cancer, "bce",
+        T.train(Mo.logistic_regression(30, dtype="float64"), lambda m: Newton(m.parameters()), cancer, "bce",
                 1, backward_in_closure=True)
 
 
@@ -340,3 +227,101 @@ def test_evaluate_bad_input():
         T.evaluate("net", torch.zeros(2, 2), torch.zeros(2))
     with pytest.raises(ValueError, match="X, y"):
         T.evaluate(nn.Linear(2, 1), torch.zeros(2, 2), torch.zeros(3))
+
+
+# --------------------------------------------------------------------------------------
+# the pieces both loops share, and the fast path
+# --------------------------------------------------------------------------------------
+def test_minibatches_fresh_permutation_per_epoch_and_seeded():
+    a = T.minibatches(10, 3, seed=4)
+    first = [next(a) for _ in range(6)]
+    assert all(len(b) == 3 for b in first)
+    assert len(set(torch.cat(first[:3]).tolist())) == 9       # one epoch, tail dropped
+    assert not torch.equal(torch.cat(first[:3]), torch.cat(first[3:]))
+    b = T.minibatches(10, 3, seed=4)
+    assert all(torch.equal(x, next(b)) for x in first)
+    with pytest.raises(ValueError, match="batch_size"):
+        T.minibatches(10, 11, seed=0)
+
+
+def test_loss_and_accuracy_and_loss_function():
+    lin = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(2))
+    X, y = torch.tensor([[2.0, 0], [0, 1]]), torch.tensor([0, 0])
+    loss, acc = T.loss_and_accuracy(lin, X, y)
+    assert acc == 0.5 and loss == pytest.approx(float(nn.functional.cross_entropy(lin(X), y).detach()))
+    assert T.loss_function("mse") is T.LOSSES["mse"]
+    with pytest.raises(ValueError, match="loss_fn"):
+        T.loss_function("hinge")
+
+
+def _stacked_and_reference(factory, lrs, seeds, batch_size, digits, steps=20, schedule=None):
+    make = lambda s: Mo.mlp([64, 8, 10], seed=s)  # noqa: E731
+    data = (digits.X_train[:300], digits.y_train[:300])
+    out = T.train_stacked([make(s) for _ in lrs for s in seeds], factory, data, lrs=lrs,
+                          seeds=seeds, steps=steps, batch_size=batch_size,
+                          schedules=[schedule] * len(lrs))
+    refs = []
+    for lr in lrs:
+        for s in seeds:
+            model = make(s)
+            sched = None if schedule is None else (lambda k, lr=lr: schedule(k, lr))
+            refs.append((T.train(model, factory(model, lr), data, steps=steps, batch_size=batch_size,
+                                 seed=s, scheduler=sched), model))
+    return out, refs
+
+
+@pytest.mark.parametrize("name, batch_size", [("nesterov", None), ("adam", 64), ("adamw", 50)])
+def test_train_stacked_equals_the_reference_loop(digits, name, batch_size):
+    sched = lambda t, base: base * min(1.0, (t + 1) / 5)  # noqa: E731
+    (results, stack), refs = _stacked_and_reference(optim.factory(name), [0.01, 0.1], [0, 1, 2],
+                                                    batch_size, digits, schedule=sched)
+    for i, (res, (ref, model)) in enumerate(zip(results, refs)):
+        np.testing.assert_allclose(res.loss, ref.loss, rtol=2e-4, atol=1e-6)
+        np.testing.assert_allclose(res.grad_norm, ref.grad_norm, rtol=2e-3)
+        np.testing.assert_allclose(res.lr, ref.lr)
+        for name_, p in model.named_parameters():
+            torch.testing.assert_close(stack.copy(i)[name_], p.detach(), rtol=1e-3, atol=1e-5)
+
+
+def test_train_stacked_stops_a_diverging_run_and_keeps_the_others(digits):
+    (results, _), refs = _stacked_and_reference(optim.factory("sgd"), [0.1, 1e6], [0, 1], None,
+                                                digits, steps=30)
+    assert results[0].diverged_at is None and results[1].diverged_at is None
+    assert results[2].diverged_at == refs[2][0].diverged_at is not None
+    assert results[2].status == f"diverged at step {results[2].diverged_at}"
+    assert np.isfinite(results[0].loss).all() and len(results[0].loss) == 30
+
+
+def test_train_stacked_declines_what_it_cannot_do(digits):
+    data = digits.train
+    plain = [Mo.mlp([64, 4, 10], seed=s) for s in (0, 1)]
+    assert T.train_stacked(plain, optim.factory("lbfgs"), data, lrs=[1.0], seeds=[0, 1],
+                           steps=2) is None                      # not elementwise
+    assert T.train_stacked(plain, lambda m, lr: torch.optim.SGD(m.parameters(), lr), data,
+                           lrs=[1.0], seeds=[0, 1], steps=2) is None   # unknown: no claim
+    bn = [Mo.mlp([64, 4, 10], batchnorm=True, seed=s) for s in (0, 1)]
+    assert T.train_stacked(bn, optim.factory("sgd"), data, lrs=[0.1], seeds=[0, 1],
+                           steps=2) is None                      # buffers
+    with pytest.raises(ValueError, match="models"):
+        T.train_stacked(plain, optim.factory("sgd"), data, lrs=[0.1, 0.2], seeds=[0, 1], steps=2)
+
+
+def test_stacked_models_groups_copies_and_batch_statistics():
+    nets = [Mo.mlp([4, 3, 2], seed=s) for s in range(4)]
+    stack = T.StackedModels(nets, groups=2)
+    assert len(stack) == 4 and len(stack.groups) == 2 and stack.group_size == 2
+    X = torch.randn(5, 4)
+    out = stack.outputs(X)
+    for i, net in enumerate(nets):
+        torch.testing.assert_close(out[i], net(X))
+        assert all(torch.equal(v, p) for v, p in zip(stack.copy(i).values(), net.parameters()))
+    bn = [Mo.mlp([4, 3, 2], batchnorm=True, seed=s) for s in range(2)]
+    with pytest.raises(ValueError, match="batch_statistics"):
+        T.StackedModels(bn)
+    stack = T.StackedModels(bn, batch_statistics=True)
+    bn[1].train()
+    torch.testing.assert_close(stack.outputs(X)[1], bn[1](X))   # batch statistics, as in training
+    with pytest.raises(ValueError, match="groups"):
+        T.StackedModels(nets, groups=3)
