@@ -20,12 +20,12 @@ so a call gives the same answer every time and never touches torch's global gene
 from __future__ import annotations
 
 import math
-import statistics
 
 import torch
 from torch import nn
 
 from ._checks import check_choice, check_int, check_positive
+from .runs import is_spike
 
 __all__ = ["flat_loss", "hvp", "hvp_operator", "hessian", "grad_norms", "GradNormMonitor"]
 
@@ -269,8 +269,7 @@ class GradNormMonitor:
         recent = self.global_norms[-self.window:]
         recent = [x for x in recent if math.isfinite(x)]
         spike = not math.isfinite(total) or (
-            len(recent) >= self.min_history
-            and total > self.factor * statistics.median(recent))
+            len(recent) >= self.min_history and is_spike(total, recent, factor=self.factor))
         self.steps.append(step)
         self.global_norms.append(total)
         self.layer_norms.append(layers)

@@ -44,7 +44,7 @@ from ._checks import check_int, check_nonnegative
 
 __all__ = ["minimize", "MINIMIZE_DEFAULTS"]
 
-#: where minimize's defaults differ from the method's (torch.optim's), and why: see above
+#: minimize's defaults where they differ from the method's (torch.optim's); see above for why
 MINIMIZE_DEFAULTS = {"lbfgs": dict(line_search_fn="strong_wolfe", tolerance_change=0.0,
                                    max_eval=25)}
 #: hyperparameters of the torch optimizers that minimize takes under its own names

@@ -308,8 +308,8 @@ def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30):
 # ======================================================================================
 # Newton
 # ======================================================================================
-#: Levenberg-Marquardt: the damping is divided by this after a successful step and
-#: multiplied by it after a rejected one (Marquardt's choice).
+#: The factor of Levenberg-Marquardt damping (Marquardt's choice): the damping is divided by
+#: it after a successful step and multiplied by it after a rejected one.
 LEVENBERG_FACTOR = 10.0
 
 

@@ -2,7 +2,7 @@
 
 A child interpreter gets an import hook that refuses ``torch`` (and every ``torch.*``), then
 imports curvlib and runs the numpy layers: ``minimize`` with every method, the landscapes,
-the rules, the table of methods, the schedules and the memory calculators.
+the rules, the table of methods, the schedules, the memory calculators and the run rules.
 """
 import subprocess
 import sys
@@ -31,7 +31,7 @@ else:
     raise AssertionError("the hook did not block torch")
 
 import curvlib
-from curvlib import landscapes, memory, methods, minimize, quasi_newton, rules, schedules
+from curvlib import landscapes, memory, methods, minimize, quasi_newton, rules, runs, schedules
 
 usable = [n for n, m in methods.METHODS.items() if m.step is not None]
 assert set(usable) == {"sgd", "gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
@@ -66,6 +66,10 @@ assert len(schedules.lr_curve("warmup_cosine", 10, base_lr=0.1, total_steps=10,
 assert memory.optimizer_state_bytes("adam", 1000, n_tensors=1) == 8004
 assert memory.optimizer_state_bytes("lbfgs", 10, history_size=3) > 0
 assert memory.hessian_bytes(10) == 400
+
+assert runs.divergence_step([1.0, 2.0, float("nan")]) == 2
+with runs.single_thread():
+    assert minimize(f, [-1.2, 1.0], method="adam", lr=0.01, maxiter=5).nit == 5
 
 assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
 print("ok")
