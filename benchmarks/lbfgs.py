@@ -34,13 +34,9 @@ import scipy.optimize
 import torch
 from sklearn.datasets import load_breast_cancer, load_digits
 
-from curvlib import minimize, quasi_newton
+from curvlib import minimize
 from curvlib.landscapes import Beale, Rosenbrock
-
-try:  # curvlib.optim re-exports LBFGS; fall back to its home module
-    from curvlib.optim import LBFGS
-except ImportError:
-    LBFGS = quasi_newton.LBFGS
+from curvlib.optim import LBFGS
 
 
 # --------------------------------------------------------------------------------------

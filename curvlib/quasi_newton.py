@@ -470,12 +470,3 @@ def newton_step(value, x, f, g, H, state, *, lr=1.0, damping=0.0, line_search_fn
             state["damping"] = lam * LEVENBERG_FACTOR
             t = 0.0
     return (x + t * d if t != 0 else x), t
-
-
-def __getattr__(name):
-    # The torch optimizers built on these loops live in curvlib.optim (they need torch);
-    # their old address here is kept for code written before the move.
-    if name in ("LBFGS", "Newton"):
-        from . import optim
-        return getattr(optim, name)
-    raise AttributeError(f"module 'curvlib.quasi_newton' has no attribute {name!r}")

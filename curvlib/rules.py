@@ -248,12 +248,3 @@ def adamw(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_d
     return adam(param, grad, state, lr=lr, betas=betas, eps=eps,
                 weight_decay=weight_decay, amsgrad=amsgrad, bias_correction=bias_correction,
                 decoupled_weight_decay=True, maximize=maximize)
-
-
-def __getattr__(name):
-    # The table of methods is curvlib.methods.METHODS; RULES is its first-order part, kept
-    # under its old name for code written before the table existed.
-    if name == "RULES":
-        from .methods import METHODS
-        return {n: (m.init, m.step) for n, m in METHODS.items() if m.elementwise}
-    raise AttributeError(f"module 'curvlib.rules' has no attribute {name!r}")

@@ -101,18 +101,6 @@ def test_rules_leave_the_gradient_alone(name, hyper, lib):
         np.testing.assert_array_equal(np.array(g.tolist()), g_before)
 
 
-def test_old_rules_table_is_the_methods_table():
-    from curvlib.methods import METHODS
-    assert set(rules.RULES) == {"sgd", "gd", "momentum", "nesterov", "adagrad", "rmsprop",
-                                "adam", "adamw"}
-    for name, (init, step) in rules.RULES.items():
-        assert (init, step) == (METHODS[name].init, METHODS[name].step)
-        state = init(X0.copy())
-        assert state["step"] == 0
-        step(X0.copy(), grad(X0), state, lr=0.01)
-        assert state["step"] == 1, name
-
-
 def test_zeros_like_keeps_library_and_dtype():
     z = rules.zeros_like(torch.ones(2, 3, dtype=torch.float64))
     assert isinstance(z, torch.Tensor) and z.dtype == torch.float64 and z.shape == (2, 3)
