@@ -362,8 +362,8 @@ class LogisticRegression:
 
     def value(self, w, idx=None):
         X, y = self._data(idx)
-        z = X @ w
-        return float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * self.l2 * (w @ w))
+        margin = (2 * y - 1) * (X @ w)  # log(1 + e^{-margin}) is the loss, with no cancellation
+        return float(np.mean(np.logaddexp(0.0, -margin)) + 0.5 * self.l2 * (w @ w))
 
     def grad(self, w, idx=None):
         X, y = self._data(idx)

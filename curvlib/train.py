@@ -12,10 +12,12 @@ times its starting value), training stops with ``status = "diverged at step k"``
 exception, and the recorded curves hold only finite numbers (the diverging step itself is not
 recorded).
 
-:func:`train` is the readable reference loop. :mod:`curvlib.compare` trains many seeds and
-learning rates at once on a vectorised copy of the model, with the pieces defined here
-(:func:`minibatches`, :func:`loss_function`, :func:`loss_and_accuracy`, the divergence rule),
-and is tested equal to this loop.
+:func:`train` is the readable reference loop. :func:`train_stacked` is its fast path, as
+torch.optim keeps a multi-tensor path beside its single-tensor one: many seeds and learning
+rates of one architecture at once, in one vectorised model (:class:`StackedModels`). Both use
+the same pieces (:func:`minibatches`, :func:`loss_function`, the divergence rule of
+:mod:`curvlib.runs`), and the tests hold them equal up to rounding. :mod:`curvlib.compare`
+picks the fast path whenever it applies.
 """
 from __future__ import annotations
 
