@@ -75,11 +75,12 @@ def test_quadratic_convergence_digits_double():
     r = nw.logistic_race(tol=1e-6, gd_maxiter=20_000)
     rows = nw.digits_table(r["paths"]["Newton"], r["w_star"])
     digits = [row["digits"] for row in rows]
-    # once 1 digit is right, each step at least ~doubles the count (quadratic convergence)
-    late = [(a, b) for a, b in zip(digits, digits[1:]) if a >= 1]
+    # once 1 digit is right, each step at least ~doubles the count (quadratic convergence),
+    # until round-off: w* itself is known to about 12 digits
+    late = [(a, b) for a, b in zip(digits, digits[1:]) if 1 <= a < 10]
     assert len(late) >= 2 and all(b >= 1.7 * a for a, b in late)
     assert max(digits) > 10
-    ratios = [row["ratio"] for row in rows[1:]]
+    ratios = [row["ratio"] for prev, row in zip(rows, rows[1:]) if prev["digits"] < 10]
     assert max(ratios) < 5  # |e_k| / |e_{k-1}|^2 stays bounded
     assert r["steps"]["Newton"] < 15 and r["steps"]["gradient descent"] > 100 * r["steps"]["Newton"]
     assert r["flops"]["Newton"] < r["flops"]["gradient descent"]
