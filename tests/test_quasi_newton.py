@@ -335,7 +335,7 @@ def test_lbfgs_float32_and_scheduler():
         loss = ((model(X) - y) ** 2).mean()
         loss.backward()
         return loss
-    first = float(closure())
+    first = float(closure().detach())
     for _ in range(3):
         opt.step(closure)
         sched.step()
