@@ -68,7 +68,7 @@ def test_wheel_runs_chapters_from_an_empty_folder(tmp_path, monkeypatch):
     wheel = next(wheels.glob("curvlib-*.whl"))
     _run(PYTHON, "-m", "venv", venv)
     py = venv / "bin" / "python"
-    _run(py, "-m", "pip", "install", "-q", *_pins(), wheel, timeout=900)
+    _run(py, "-m", "pip", "install", "-q", "--no-compile", *_pins(), wheel, timeout=900)
     _run(py, "-m", "ipykernel", "install", "--prefix", venv, "--name", "python3")
 
     work.mkdir()
