@@ -454,7 +454,7 @@ def plot_weight_decay(sweep, ax=None, *, lecture=(1e-4, 1e-3)):
 # --------------------------------------------------------------------------------------
 # Widget: diagnose my training run
 # --------------------------------------------------------------------------------------
-def run_doctor(lrs=(1e-3, 1e-2, 1e-1, 1.0), optimizers=("SGD+momentum", "Adam"),
+def run_doctor(lrs=compare.lr_grid(1e-3, 1.0, per_decade=1), optimizers=("SGD+momentum", "Adam"),
                weight_decays=(0.0, 0.01), warmups=(0, 30), *, steps=150, batch_size=64,
                sizes=(64, 32, 32, 10), seeds=(0, 1, 2)):
     r"""Explorer: optimizer, learning rate, weight decay and warmup in; the loss and

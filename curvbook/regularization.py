@@ -206,8 +206,9 @@ def decay_mechanism(weight_decay=1e-2, *, lr=1e-3, steps=300, batch_size=64, siz
     return out
 
 
-def l2_vs_decoupled(lrs=(1e-3, 3e-3, 1e-2), weight_decays=(1e-4, 1e-3, 1e-2, 1e-1), *,
-                    steps=150, batch_size=64, sizes=(64, 32, 10), seeds=SEEDS, tune_seeds=(100,)):
+def l2_vs_decoupled(lrs=compare.lr_grid(1e-3, 1e-2), weight_decays=(1e-4, 1e-3, 1e-2, 1e-1),
+                    *, steps=150, batch_size=64, sizes=(64, 32, 10), seeds=SEEDS,
+                    tune_seeds=(100,)):
     r"""Adam with an L2 term vs AdamW, each tuned on the same (lr, weight-decay) grid.
 
     Each method trains every (decay, lr) pair of the grid from ``tune_seeds`` and is scored
@@ -346,9 +347,9 @@ def make_schedule(decay, steps, warmup=0):
     return schedule
 
 
-def schedule_comparison(lr_grid=(0.03, 0.1, 0.3), decays=("constant", "step", "cosine"), *,
-                        steps=200, batch_size=64, sizes=(64, 32, 10), seeds=SEEDS,
-                        tune_seeds=(100,)):
+def schedule_comparison(lr_grid=compare.lr_grid(0.03, 0.3),
+                        decays=("constant", "step", "cosine"), *, steps=200, batch_size=64,
+                        sizes=(64, 32, 10), seeds=SEEDS, tune_seeds=(100,)):
     r"""Constant, step and cosine decay with SGD + momentum at the same budget.
 
     The protocol of :func:`curvlib.compare.tune_and_compare`, with every schedule in one
