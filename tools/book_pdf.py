@@ -27,7 +27,6 @@ import datetime
 import functools
 import http.server
 import io
-import re
 import sys
 import threading
 from pathlib import Path
