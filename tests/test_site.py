@@ -170,7 +170,7 @@ AXE_JS = """async ({excluded, rules}) => {
         nodes: v.nodes.filter(n => {
             const el = document.querySelector(n.target[0]);
             return !(excluded[v.id] && el && el.matches(excluded[v.id]));
-        }).map(n => n.target.join(" ") + ": " + n.failureSummary.split("\n").slice(1).join(" "))
+        }).map(n => n.target.join(" ") + ": " + n.failureSummary.split("\\n").slice(1).join(" "))
     })).filter(v => v.nodes.length);
 }"""
 
