@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11 (plus node/npm for the assets):
 #   make book   -> .venv, dependencies, curvlib, front-end assets, the site in _build/html
-#   make test   -> the same set-up when needed, then every test (curvlib, notebooks, site)
+#   make test   -> the same set-up when needed, then every test (curvlib, notebooks, site, PDF)
+#   make pdf    -> the whole book as one PDF, _build/html/_static/book.pdf (Chromium prints the site)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,8 +14,8 @@ export PYTHONHASHSEED ?= 0
 PINNED := $(BIN)/python tools/numerics.py --
 # No MPLBACKEND here: a kernel that inherits Agg would not show figures inline.
 
-.PHONY: venv assets book test test-lib test-notebooks test-robustness test-site notebooks screenshots \
-        bench clean
+.PHONY: venv assets book pdf test test-lib test-notebooks test-robustness test-site test-pdf \
+        notebooks screenshots bench clean
 
 venv: $(STAMP)
 
@@ -38,10 +39,15 @@ $(ASSETS): package.json package-lock.json
 book: $(STAMP) $(ASSETS)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: test-lib test-notebooks test-robustness test-site
+# The site links the PDF; tools/book_pdf.py prints the built site with Chromium (about a minute).
+pdf: book
+	$(BIN)/python tools/book_pdf.py
+
+test: test-lib test-notebooks test-robustness test-site test-pdf
 
 test-lib: $(STAMP)
-	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
+	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py \
+	    --ignore=tests/test_pdf.py
 
 # Strict nbval: every output compared; the sanitizer only masks what legitimately varies.
 test-notebooks: $(STAMP)
@@ -56,6 +62,9 @@ test-robustness: $(STAMP)
 
 test-site: book
 	$(BIN)/python -m pytest tests/test_site.py -q
+
+test-pdf: pdf
+	$(BIN)/python -m pytest tests/test_pdf.py -q
 
 notebooks: $(STAMP)
 	$(PINNED) $(BIN)/python tools/run_notebooks.py

@@ -4,8 +4,12 @@ Submodules are imported on first use (``curvlib.optim`` pulls in torch, ``curvli
 does not), so ``import curvlib`` stays cheap.
 """
 import importlib
+from importlib.metadata import PackageNotFoundError, version as _version
 
-__version__ = "0.1.0"
+try:  # the one version number lives in pyproject.toml; an install records it
+    __version__ = _version("curvlib")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 _SUBMODULES = {"rules", "methods", "runs", "optim", "spectrum", "landscapes", "schedules",
                "memory", "curvature", "data", "models", "train", "plots", "widgets",

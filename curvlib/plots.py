@@ -15,6 +15,10 @@ Every function takes an optional ``ax`` (a new figure is made when it is ``None`
 the axes, so figures compose: ``ax = contour(...); convergence(..., ax=other_ax)``. Nothing here
 keeps state between calls or changes matplotlib's global settings.
 
+Curves and paths take their colours from :data:`PALETTE`, Okabe and Ito's eight colours that
+readers with any common form of colour blindness can tell apart; axes made here cycle through
+it too. Colour maps are viridis, which is also safe.
+
 A run that blows up is part of the story, not an error: paths and curves are cut where they
 diverge (the rule of :mod:`curvlib.runs`) and labelled "diverged at step k".
 
@@ -35,7 +39,12 @@ from ._checks import check_choice, check_int
 from .runs import divergence_step
 
 __all__ = ["contour", "convergence", "mean_band", "heatmap", "cell_edges", "markdown_table",
-           "plain_log_ticks"]
+           "plain_log_ticks", "PALETTE"]
+
+#: Okabe and Ito, "Color Universal Design" (2008): blue, orange, bluish green, vermillion,
+#: reddish purple, sky blue, yellow, black. Yellow, the faintest on white, comes late.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
+           "#000000")
 
 
 def _plt():
@@ -46,6 +55,7 @@ def _plt():
 def _axes(ax, figsize=(5.0, 4.0)):
     if ax is None:
         _, ax = _plt().subplots(figsize=figsize, layout="constrained")
+        ax.set_prop_cycle(color=PALETTE)
     return ax
 
 
@@ -56,6 +66,10 @@ def _finish_axes(ax, log_x, log_y, xlabel, ylabel):
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+
+
+def _color(i):
+    return PALETTE[i % len(PALETTE)]
 
 
 def _label(label, k):
@@ -189,7 +203,7 @@ def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels
                              f"got {p.shape}")
         k = divergence_step(p)
         shown = p if k is None else p[:k]
-        kw = {"lw": 1.6, "color": f"C{i}", "zorder": 4}
+        kw = {"lw": 1.6, "color": _color(i), "zorder": 4}
         kw.update(path_kw or {})
         if len(shown):
             ax.plot(shown[:, 0], shown[:, 1], "-", label=_label(label, k), **kw)
@@ -239,7 +253,7 @@ def convergence(curves, *, x=None, ax=None, log_x=False, log_y=True, xlabel="ste
             keep &= ys > 0
         if log_x:
             keep &= xs > 0
-        kw = {"color": f"C{i}", "lw": 1.6}
+        kw = {"color": _color(i), "lw": 1.6}
         kw.update((styles or {}).get(label, {}))
         line, = ax.plot(xs[keep], ys[keep], label=_label(label, k), **kw)
         if k is not None and keep.any():

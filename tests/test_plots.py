@@ -222,3 +222,25 @@ def test_plain_log_ticks_every_third_decade_and_many_ticks():
     assert len(ax.get_xticks()) >= 15                        # unlabelled decades keep a tick
     with pytest.raises(ValueError, match="every"):
         plots.plain_log_ticks(ax, "x", every=0)
+
+
+# ------------------------------------------------------------------ palette
+def test_palette_is_okabe_ito_and_colours_curves_in_order():
+    from matplotlib.colors import to_hex
+    assert [c.lower() for c in plots.PALETTE] == [
+        "#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000"]
+    curves = {f"c{i}": np.geomspace(1, 1e-3, 5) for i in range(9)}
+    ax = plots.convergence(curves)
+    colours = [to_hex(_lines_by_label(ax)[f"c{i}"].get_color()) for i in range(9)]
+    assert colours == [c.lower() for c in plots.PALETTE] + [plots.PALETTE[0].lower()]
+    path = np.array([[1.0, 1.0], [0.0, 0.0]])
+    ax = plots.contour(Quadratic(3), paths={"a": path, "b": path}, n=11)
+    assert [to_hex(_lines_by_label(ax)[k].get_color()) for k in "ab"] == ["#0072b2", "#e69f00"]
+
+
+def test_new_axes_cycle_through_the_palette():
+    from matplotlib.colors import to_hex
+    x = np.arange(4.0)
+    ax = plots.mean_band(x, np.ones((3, 4)), label="first")
+    plots.mean_band(x, 2 * np.ones((3, 4)), ax=ax, label="second")
+    assert [to_hex(line.get_color()) for line in ax.get_lines()] == ["#0072b2", "#e69f00"]

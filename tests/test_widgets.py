@@ -204,6 +204,27 @@ def test_static_html_holds_every_frame_and_no_external_reference():
     assert "<" not in inner
 
 
+def test_every_frame_has_alt_text_from_its_values_and_summary():
+    ex = make(labels={"kappa": "condition number κ"}, alt="Gradient descent on a quadratic.",
+              initial={"kappa": 100, "lr": 0.03})
+    html = ex.to_html()
+    data = _static_data(html)
+    assert data["names"] == ["condition number κ", "lr"]
+    alts = [f[3] for f in data["frames"]]
+    for frame, alt in zip(ex.frames(), alts):
+        assert alt == ex.frame_alt(frame)
+        assert alt.startswith("Gradient descent on a quadratic. condition number κ = ")
+        assert alt.endswith(frame.text) and frame.text
+    assert alts[4] == "Gradient descent on a quadratic. condition number κ = 10, lr = 0.01. " \
+                      + ex.frame(kappa=10, lr=0.01).text
+    assert len(set(alts)) == 9
+    # the image shown first carries its own frame's text, and the script swaps it with the frame
+    shown = re.search(r'<img class="cx-frame"[^>]*alt="([^"]*)"', html).group(1)
+    assert shown == ex.frame_alt(ex.frame(kappa=100, lr=0.03)).replace("&", "&amp;")
+    assert "diverged at step" in shown
+    assert "img.alt=f[3]" in html
+
+
 def test_identical_pictures_are_stored_once():
     def render(fig, a, unused):
         fig.subplots().plot([0, 1], [0, a])

@@ -1,21 +1,39 @@
-"""The first cell of every chapter notebook: on Google Colab, install curvlib.
+"""The first cell of every chapter notebook: on Google Colab, install the book's code.
 
 Run ``python tools/colab_cell.py chapters/NN_name.ipynb`` to insert (or refresh) it;
 ``tools/run_notebooks.py`` does so for every notebook it executes. The cell is tagged
 ``remove-cell`` (the website does not show it) and ``colab-install`` (how this tool finds
 it again). Off Colab it does nothing and prints nothing, so nbval sees no output.
+
+On Colab it pip-installs the repository named by ``repository.url`` and ``repository.branch``
+in ``_config.yml`` -- the one setting the launch buttons derive from too -- with the
+``notebooks`` extra (``myst-nb``, whose ``glue`` the chapters use). That installs curvlib and
+curvbook the way ``tests/test_install.py`` installs the built wheel into a fresh environment.
 """
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import nbformat
+import yaml
 
-REPOSITORY = "https://github.com/curvlib/curvlib-book"  # placeholder, as in _config.yml
+ROOT = Path(__file__).resolve().parent.parent
 TAG = "colab-install"
 
+
+def repository():
+    """``(url, branch)`` of the book's repository: ``repository`` in ``_config.yml``."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    return config["url"].rstrip("/"), config.get("branch", "main")
+
+
+REPOSITORY, BRANCH = repository()
+#: what the cell installs: the distribution with its extra, from the repository's branch
+REQUIREMENT = f"curvlib[notebooks] @ git+{REPOSITORY}@{BRANCH}"
+
 SOURCE = f"""\
-# On Google Colab, install curvlib first (locally, `make book` has already installed it).
+# On Google Colab, install curvlib and the book's code first (locally, `make book` has done it).
 try:
     import google.colab  # noqa: F401  (importable only on Colab)
 except ImportError:
@@ -23,7 +41,8 @@ except ImportError:
 else:
     import subprocess, sys
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "curvlib @ git+{REPOSITORY}"], check=True)"""
+                    "{REQUIREMENT}"],
+                   check=True)"""
 
 
 def colab_cell():

@@ -15,10 +15,17 @@
 5. The API page: the line ``<!-- curvlib-api -->`` in ``chapters/a2_api.md`` becomes one
    section with ``automodule`` per public module of ``curvlib`` (each ``curvlib/*.py`` not
    starting with ``_``), so the reference follows the library as it grows.
+6. Accessibility: bibliography entries are list items of their ARIA list (see
+   ``citation_roles``).
+7. The edition: the version in ``pyproject.toml`` (the one place it is written; curvlib's
+   ``__version__`` reads the same number) becomes Sphinx's ``release`` and appears in every
+   page's footer, next to a link to the whole book as a PDF (``make pdf`` writes
+   ``_static/book.pdf``).
 """
 from __future__ import annotations
 
 import shutil
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -34,6 +41,7 @@ ASSETS = [
     ("mathjax/es5", "mathjax"),
     ("requirejs/require.js", "require.js"),
     ("@jupyter-widgets/html-manager/dist", "html-manager"),
+    ("axe-core/axe.min.js", "axe.min.js"),  # loaded by the browser tests only (tests/test_site.py)
 ]
 # files of the html-manager's dist/ that pages never load
 _SKIP = ("*.map", "embed.js", "libembed-amd.js", "*.LICENSE.txt", "index.js")
@@ -171,9 +179,44 @@ def api_outdated(app, env, added, changed, removed):
     return ["chapters/a2_api"] if "chapters/a2_api" in env.all_docs else []
 
 
+def book_version():
+    """The edition: ``project.version`` of ``pyproject.toml``."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["version"]
+
+
+PDF = "_static/book.pdf"  # written by tools/book_pdf.py (`make pdf`)
+
+
+def set_release(app, config):
+    config.release = config.version = book_version()
+
+
+def edition_footer(app, pagename, templatename, context, doctree):
+    """Footer of every page: the edition, a link to the PDF, then ``html.extra_footer``."""
+    pdf = context["pathto"](PDF, 1)
+    edition = (f'<p class="curvlib-edition">Edition {app.config.release} · '
+               f'<a href="{pdf}">the whole book as a PDF</a></p>')
+    extra = context.get("theme_extra_footer") or ""
+    if extra and not extra.lstrip().startswith("<"):
+        extra = f"<p>{extra}</p>"
+    context["theme_extra_footer"] = edition + extra
+
+
+def citation_roles(app, pagename, templatename, context, doctree):
+    """The bibliography is an ARIA list (docutils writes ``role="list"``) whose entries carry
+    the deprecated ``role="doc-biblioentry"``, which is no list item: screen readers then see a
+    list without items (axe: aria-required-children, critical). Entries become list items."""
+    if 'role="doc-biblioentry"' in context.get("body", ""):
+        context["body"] = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
+
+
 def setup(app):
     _sources()
+    app.connect("config-inited", set_release)
     app.connect("builder-inited", check_notebooks)
+    app.connect("html-page-context", edition_footer)
+    app.connect("html-page-context", citation_roles)
     app.connect("build-finished", copy_assets)
     app.connect("html-page-context", drop_thebe)
     app.connect("html-page-context", drop_unused_widget_manager)

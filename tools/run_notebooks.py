@@ -9,6 +9,9 @@ The kernel gets the pinned numeric settings of ``tools/numerics.py`` (also writt
 venv's kernel spec, which Jupyter applies over the launch environment) and no ``MPLBACKEND``
 (so figures use the inline backend). Seeds for numpy and torch are set by the notebooks
 themselves, not here: nbval re-executes them without this script, and must get the same numbers.
+The inline backend stores figures at twice their pixel size ("retina"): the site shows them at
+the same size, sharper, and the PDF (``make pdf``) prints them at about 200 dpi; the text output
+``<Figure size ...>`` does not change, and nbval does not compare pixels.
 
 Each notebook's time is written to ``runtimes.json`` as soon as it has run, so the performance
 appendix, executed last, shows the times of this run (``tests/test_runtimes.py`` holds the two
@@ -38,6 +41,7 @@ from numerics import pinned_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIMES = ROOT / "chapters" / "runtimes.json"
+RETINA = "--InlineBackend.figure_formats=retina"  # figures at print resolution
 
 
 def kernel_env():
@@ -61,7 +65,8 @@ def execute(path, timeout, out=None, env=None, km=None):
                                  "language": "python"}
     client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            record_timing=False, store_widget_state=True)
+                            record_timing=False, store_widget_state=True,
+                            extra_arguments=[RETINA])
     start = time.perf_counter()
     client.execute(env=kernel_env() if env is None else env)
     seconds = time.perf_counter() - start
