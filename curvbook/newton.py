@@ -31,8 +31,10 @@ from curvlib import minimize
 from curvlib._checks import check_int, check_positive, check_real
 from curvlib.landscapes import Quadratic, Rosenbrock
 
+from .stats import paired_ratio, verdict
+
 __all__ = ["quadratic", "best_fixed_lr", "gd_quadratic_path", "diagonal_newton_quadratic_path",
-           "gd_path", "gd_steps_grid", "lr_grid", "tune_gd", "steps_to", "span", "paired_ratio",
+           "gd_path", "gd_steps_grid", "lr_grid", "tune_gd", "steps_to", "span",
            "quadratic_race", "iteration_table", "rosenbrock_race", "LogisticRegression",
            "breast_cancer_problem", "newton_flops", "logistic_race", "newton_vs_gd", "digits_table",
            "error_panel", "plot_race", "plot_rosenbrock", "plot_logistic", "newton_explorer",
@@ -289,26 +291,6 @@ def span(values, sep="–"):
     return f"{lo}" if lo == hi else f"{lo}{sep}{hi}"
 
 
-def paired_ratio(numerators, denominators, confidence=0.95):
-    r"""Geometric mean of the paired ratios ``numerators / denominators`` and its interval.
-
-    A t-interval on the per-pair :math:`\log` ratios, mapped back by :math:`\exp`. Returns
-    ``(ratio, low, high)``; ``low == high == ratio`` when every pair gives the same ratio.
-    """
-    from scipy import stats
-    a = np.asarray(numerators, dtype=float)
-    b = np.asarray(denominators, dtype=float)
-    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise ValueError(f"numerators and denominators must be 1-D of one length >= 2, "
-                         f"got {a.shape} and {b.shape}")
-    if np.any(a <= 0) or np.any(b <= 0) or not np.all(np.isfinite(a / b)):
-        raise ValueError("numerators and denominators must be finite and positive")
-    d = np.log(a / b)
-    mean, sem = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(d) - 1)) * sem
-    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
-
-
 # --------------------------------------------------------------------------------------
 # Experiments
 # --------------------------------------------------------------------------------------
@@ -489,7 +471,7 @@ def newton_vs_gd(l2=1e-2, tols=(1e-3, 1e-6, 1e-9, 1e-12), *, seeds=(0, 1, 2, 3, 
     step to tune (full step, Armijo backtracking). Returns one dict per tolerance: ``tol``,
     ``lr`` and ``lr_at_edge`` (of the tuning), ``gd_steps``, ``newton_steps``, ``gd_flops``,
     ``newton_flops`` (lists over ``seeds``), and ``ratio``, ``low``, ``high``: the geometric
-    mean of GD's flops over Newton's and its 95% interval (:func:`paired_ratio`; above 1
+    mean of GD's flops over Newton's and its 95% interval (:func:`curvbook.stats.paired_ratio`; above 1
     means Newton is cheaper), with ``verdict`` "Newton cheaper", "gradient descent cheaper"
     or "inconclusive" (the interval contains 1).
     """
@@ -517,12 +499,10 @@ def newton_vs_gd(l2=1e-2, tols=(1e-3, 1e-6, 1e-9, 1e-12), *, seeds=(0, 1, 2, 3, 
         gd_flops = [k * prob.flops_gradient for k in gd_steps]
         nt_flops = [newton_flops(prob, start(s), k) for s, k in zip(seeds, nt_steps)]
         ratio, low, high = paired_ratio(gd_flops, nt_flops)
-        verdict = ("Newton cheaper" if low > 1 else "gradient descent cheaper" if high < 1
-                   else "inconclusive")
         rows.append({"tol": tol, "lr": tuning["lr"], "lr_at_edge": tuning["at_edge"],
                      "gd_steps": gd_steps, "newton_steps": nt_steps, "gd_flops": gd_flops,
                      "newton_flops": nt_flops, "ratio": ratio, "low": low, "high": high,
-                     "verdict": verdict})
+                     "verdict": verdict(low, high, "Newton cheaper", "gradient descent cheaper")})
     return rows
 
 

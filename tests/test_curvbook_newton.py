@@ -113,17 +113,6 @@ def test_gd_steps_grid_and_tuning_find_the_best_step():
     assert not t2["at_edge"] and t2["grid"][-1] > 0.3 and t2["lr"] == pytest.approx(t["lr"])
 
 
-def test_paired_ratio():
-    r, lo, hi = nw.paired_ratio([2.0, 4.0, 8.0], [1.0, 2.0, 4.0])
-    assert r == lo == hi == pytest.approx(2.0)
-    r, lo, hi = nw.paired_ratio([1.0, 1.1, 0.9, 1.05], [1.0, 1.0, 1.0, 1.0])
-    assert lo < 1 < hi and lo < r < hi
-    with pytest.raises(ValueError, match="numerators"):
-        nw.paired_ratio([1.0], [1.0])
-    with pytest.raises(ValueError, match="positive"):
-        nw.paired_ratio([1.0, -1.0], [1.0, 1.0])
-
-
 def test_rosenbrock_newton_variants_beat_tuned_gd():
     r = nw.rosenbrock_race(gd_maxiter=40_000)
     newton = [v for k, v in r["steps"].items() if k.startswith("Newton")]
