@@ -39,11 +39,14 @@ from curvlib import plots
 from curvlib._checks import check_choice, check_int, check_positive
 from curvlib.runs import single_thread
 
-__all__ = ["PRECISIONS", "REFERENCE_MACHINE", "memory_rows", "memory_markdown",
+__all__ = ["PRECISIONS", "REFERENCE_MACHINE", "FONT_SIZE", "memory_rows", "memory_markdown",
            "check_500tb", "inversion_rows", "inversion_markdown", "check_gpt3", "walls",
            "mlp_hessian_problem", "measure_scaling", "loglog_slope", "plot_scaling",
-           "plot_memory_landscape", "trained_spectrum", "spectrum_summary", "kappa_by_cutoff", "plot_spectrum",
-           "logistic_condition_number", "memory_explorer"]
+           "plot_memory_landscape",
+           "trained_spectrum", "spectrum_summary", "kappa_by_cutoff", "plot_spectrum",
+           "spectrum_legend", "logistic_condition_number", "hvp", "conjugate_gradient",
+           "hessian_free_step", "hessian_free", "lbfgs_history", "evaluations_to",
+           "curvature_problem", "hf_vs_lbfgs", "plot_hf_vs_lbfgs", "memory_explorer", "EXPLORERS"]
 
 #: The floating-point formats of the memory table.
 PRECISIONS = ("float16", "float32", "float64")
@@ -147,26 +150,36 @@ def plot_memory_landscape(ax=None, models=None,
     import matplotlib.pyplot as plt
     mem = _memory()
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 4.6))
+        _, ax = plt.subplots(figsize=(7.2, 5.0), layout="constrained")
     n = np.logspace(3, 12, 50)
     for d, style in zip(PRECISIONS, (":", "-", "--")):
         ax.loglog(n, n ** 2 * mem.dtype_bytes(d), "k" + style, lw=1, label=f"full Hessian, {d}")
     for name in _model_names(models):
         m = mem.MODELS[name].n_params
-        ax.loglog(m, float(mem.hessian_bytes(m, "float32")), "o", color="tab:red", ms=5)
-        if name in labelled:
-            ax.annotate(name, (m, float(mem.hessian_bytes(m, "float32"))), fontsize=8,
-                        xytext=(6, -10), textcoords="offset points")
+        ax.loglog(m, float(mem.hessian_bytes(m, "float32")), "o", color="tab:red", ms=6)
+        if name in labelled:  # above-left of the lines, except where a machine's line runs
+            below = name == labelled[0]
+            ax.annotate(name, (m, float(mem.hessian_bytes(m, "float32"))), fontsize=FONT_SIZE,
+                        xytext=(10, -20) if below else (-10, 8), textcoords="offset points",
+                        ha="left" if below else "right")
     by_size = {}
     for hw, spec in mem.HARDWARE.items():  # machines with equal memory share a line
-        by_size.setdefault(spec.memory_bytes, []).append(hw)
+        by_size.setdefault(spec.memory_bytes, []).append(hw.split(" (")[0])
     for (size, names), color in zip(sorted(by_size.items()), ("tab:blue", "tab:green", "tab:purple")):
         ax.axhline(float(size), color=color, lw=1.2)
-        ax.text(2e3, float(size) * 2.5, f"{' / '.join(names)}: {mem.format_bytes(size)}",
-                fontsize=7, color=color)
-    ax.set(xlabel="parameters n", ylabel="bytes", xlim=(1e3, 1e12), ylim=(1e6, 1e25),
-           title="the exact Hessian against real memory (dots: float32)")
-    ax.legend(fontsize=8, loc="lower right")
+        if all(x.startswith("NVIDIA") for x in names):  # "A100 / H100 GPU: 80 GB"
+            names = [" / ".join(x.split()[1] for x in names) + " GPU"]
+        ax.text(7e11, float(size) * 2.5, f"{' / '.join(names)}: {mem.format_bytes(size)}", ha="right",
+                fontsize=FONT_SIZE, color=color)
+    ax.set_xlim(1e3, 1e12)
+    ax.set_ylim(1e6, 1e25)
+    ax.set_xlabel("parameters n", fontsize=FONT_SIZE)
+    ax.set_ylabel("bytes", fontsize=FONT_SIZE)
+    ax.set_title("the exact Hessian against real memory (dots: float32)", fontsize=FONT_SIZE)
+    plots.plain_log_ticks(ax, "x", numticks=30, every=3)
+    plots.plain_log_ticks(ax, "y", numticks=30, every=3)
+    ax.tick_params(labelsize=FONT_SIZE)
+    ax.legend(fontsize=FONT_SIZE, loc="lower right", frameon=False)
     return ax
 
 
@@ -276,15 +289,29 @@ def mlp_hessian_problem(hidden, n_samples=256, seed=0):
     return curvature.flat_loss(model, torch.nn.functional.cross_entropy, X, y)
 
 
-def measure_scaling(hidden_sizes=(1, 2, 3, 4, 6, 8), n_samples=256, repeats=2, seed=0):
-    r"""Time forming, eigendecomposing and inverting exact Hessians of growing MLPs.
+#: Type size of the chapter's figures and widget frames, in points (about 17 px at 100 dpi:
+#: no smaller than the site's body text when a 7.2-inch figure is shown at its natural size).
+FONT_SIZE = 12
+#: What :func:`measure_scaling` times, with the labels of the figure.
+SCALING_OPS = {"form": "form H (n products)", "cholesky": "Cholesky factorisation",
+               "inv": "invert", "eigh": "eigendecompose"}
 
-    For each hidden width :math:`h` (:math:`n = 75h + 10` parameters): form :math:`H` with
-    :func:`curvlib.curvature.hessian` (:math:`n` forward-over-reverse products, about
-    :math:`O(n^2)` work for this model), eigendecompose it with ``torch.linalg.eigh`` and
-    invert :math:`H + \delta I` (shifted to be safely invertible) with ``torch.linalg.inv``
-    (both :math:`O(n^3)`). Reports the best of ``repeats`` wall times (seconds) and the
-    measured bytes of :math:`H` (exactly :math:`8n^2`).
+
+def measure_scaling(hidden_sizes=(2, 3, 4, 6, 8, 12, 16, 32), n_samples=128, repeats=2,
+                    seed=0, eigh_max_n=2500):
+    r"""Time forming, factorising, inverting and eigendecomposing exact Hessians of growing MLPs.
+
+    For each hidden width :math:`h` (:math:`n = 75h + 10` parameters, from 160 to 2,410
+    by default): form :math:`H` column by column, :math:`n` Hessian-vector products through
+    :func:`curvlib.curvature.hvp_operator` (:math:`O(n)` work each for this model, so
+    :math:`O(n^2)` in all); factorise :math:`H + \delta I` (shifted to be safely positive
+    definite) by Cholesky with ``torch.linalg.cholesky`` (:math:`n^3/3` flops), invert it
+    with ``torch.linalg.inv`` and eigendecompose :math:`H` with ``torch.linalg.eigh`` (the
+    latter only up to ``eigh_max_n``; about :math:`9n^3` flops). The shift is
+    :math:`\delta = \|H\|_F + 10^{-3}`, more than any negative eigenvalue. Each time is the best of
+    ``repeats`` runs, one run for anything slower than half a second. Everything runs on
+    one thread. Reports ``n``, the measured ``bytes`` of :math:`H` (exactly :math:`8n^2`) and
+    seconds per operation (``nan`` where not measured).
 
     Timings depend on the machine and its load: plot them, fit slopes, but don't quote them
     as exact numbers.
@@ -293,69 +320,111 @@ def measure_scaling(hidden_sizes=(1, 2, 3, 4, 6, 8), n_samples=256, repeats=2, s
     hidden_sizes = [check_int("hidden_sizes", h, minimum=1) for h in hidden_sizes]
     if len(hidden_sizes) < 2:
         raise ValueError(f"hidden_sizes needs at least two sizes to fit a slope, got {hidden_sizes}")
-    out = {k: [] for k in ("n", "bytes", "form", "eigh", "inv")}
-    import torch  # noqa: F401  (loaded first, so single_thread pins torch's threads too)
+    out = {k: [] for k in ("n", "bytes", *SCALING_OPS)}
     with single_thread():
-        _measure(hidden_sizes, n_samples, repeats, seed, out)
-    return {k: np.asarray(v) for k, v in out.items()}
+        _measure(hidden_sizes, n_samples, repeats, seed, out, eigh_max_n)
+    return {k: np.asarray(v, dtype=float if k not in ("n", "bytes") else np.int64) for k, v in out.items()}
 
 
-def _measure(hidden_sizes, n_samples, repeats, seed, out):
+def _best_time(function, repeats):
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - t0)
+        if best > 0.5:
+            break
+    return best
+
+
+def _measure(hidden_sizes, n_samples, repeats, seed, out, eigh_max_n):
     import torch
     from curvlib import curvature
+    f, w = mlp_hessian_problem(1, n_samples, seed)  # warm-up: first calls load and compile
+    H = curvature.hessian(f, w)
+    for op in (torch.linalg.cholesky, torch.linalg.inv, torch.linalg.eigh):
+        op(H @ H + torch.eye(len(w), dtype=H.dtype))
     for h in hidden_sizes:
         f, w = mlp_hessian_problem(h, n_samples, seed)
-        best = {"form": math.inf, "eigh": math.inf, "inv": math.inf}
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            H = curvature.hessian(f, w)
-            t1 = time.perf_counter()
-            torch.linalg.eigh(H)
-            t2 = time.perf_counter()
-            torch.linalg.inv(H + 1e-3 * torch.eye(len(w), dtype=H.dtype))
-            t3 = time.perf_counter()
-            for k, v in zip(("form", "eigh", "inv"), (t1 - t0, t2 - t1, t3 - t2)):
-                best[k] = min(best[k], v)
-        out["n"].append(w.numel())
+        n = w.numel()
+        eye = torch.eye(n, dtype=w.dtype)
+        holder = {}
+
+        def form():
+            hv = curvature.hvp_operator(f, w)
+            holder["H"] = torch.stack([hv(eye[i]) for i in range(n)], dim=1)
+
+        out["form"].append(_best_time(form, repeats))
+        H = holder["H"]
+        A = H + (float(torch.linalg.matrix_norm(H)) + 1e-3) * eye  # ||H||_F >= |lambda_min|
+        out["cholesky"].append(_best_time(lambda: torch.linalg.cholesky(A), repeats))
+        out["inv"].append(_best_time(lambda: torch.linalg.inv(A), repeats))
+        out["eigh"].append(_best_time(lambda: torch.linalg.eigh(H), repeats) if n <= eigh_max_n
+                           else math.nan)
+        out["n"].append(n)
         out["bytes"].append(H.numel() * H.element_size())
-        for k in best:
-            out[k].append(best[k])
 
 
-def loglog_slope(n, values, last=None):
-    r"""Least-squares slope :math:`p` of :math:`\log v = p \log n + c` (over the ``last`` points)."""
+def loglog_slope(n, values, last=None, *, min_n=None):
+    r"""Least-squares slope :math:`p` of :math:`\log v = p \log n + c`, over the ``last`` points
+    or over the points with :math:`n \ge` ``min_n`` (points with ``nan`` values are left out)."""
     n, values = np.asarray(n, dtype=float), np.asarray(values, dtype=float)
     if n.shape != values.shape or n.ndim != 1 or len(n) < 2:
         raise ValueError(f"n and values must be 1-D of equal length >= 2, got {n.shape} and {values.shape}")
+    keep = np.isfinite(values)
+    if min_n is not None:
+        keep &= n >= check_positive("min_n", min_n)
+    n, values = n[keep], values[keep]
     if np.any(n <= 0) or np.any(values <= 0):
         raise ValueError("n and values must be positive for a log-log fit")
     if last is not None:
         last = check_int("last", last, minimum=2)
         n, values = n[-last:], values[-last:]
+    if len(n) < 2:
+        raise ValueError("fewer than two points left to fit a slope")
     return float(np.polyfit(np.log(n), np.log(values), 1)[0])
 
 
-def plot_scaling(result, ax=None, fit_last=4):
-    """Log-log plot of the measured times and bytes with fitted slopes and n^2, n^3 guides."""
+def _plain_ticks(axis, ticks):
+    """Fixed, plain tick labels ("200", "1,000") on a log axis, no minor labels: nothing to
+    overlap when the axis spans about one decade."""
+    from matplotlib.ticker import FixedLocator, NullFormatter
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_ticklabels([f"{t:,.0f}" if t >= 1 else f"{t:g}" for t in ticks])
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_scaling(result, *, min_n=200, figsize=(7.2, 6.6)):
+    """Log-log plot of the measured times (top) and bytes (bottom) against :math:`n`, with
+    slopes fitted over :math:`n \\ge` ``min_n`` and :math:`n^2`, :math:`n^3` guides."""
     import matplotlib.pyplot as plt
-    if ax is None:
-        _, ax = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax_t, ax_b = ax
-    n = result["n"]
-    labels = {"form": "form H (n HVPs)", "eigh": "eigendecompose (eigh)", "inv": "invert"}
-    for key, marker in zip(labels, "osd"):
-        p = loglog_slope(n, result[key], last=fit_last)
-        ax_t.loglog(n, result[key], marker=marker, label=f"{labels[key]}: slope {p:.1f}")
+    fig, (ax_t, ax_b) = plt.subplots(2, 1, figsize=figsize, layout="constrained",
+                                     height_ratios=[1.6, 1])
+    n = result["n"].astype(float)
+    for key, marker in zip(SCALING_OPS, "osd^"):
+        y = result[key]
+        ok = np.isfinite(y)
+        p = loglog_slope(n, y, min_n=min_n)
+        ax_t.loglog(n[ok], y[ok], marker=marker, label=f"{SCALING_OPS[key]}: slope {p:.1f}")
+    anchor = result["cholesky"][-1]
     for power, style in ((2, ":"), (3, "--")):
-        ref = result["eigh"][-1] * (n / n[-1]) ** power
-        ax_t.loglog(n, ref, "k" + style, lw=1, label=f"$n^{power}$ guide")
-    ax_t.set(xlabel="parameters n", ylabel="seconds (best of repeats, this machine)",
-             title="time (varies with the machine)")
-    ax_t.legend(fontsize=8)
-    ax_b.loglog(n, result["bytes"], "o-", label=f"bytes of H: slope {loglog_slope(n, result['bytes']):.1f}")
-    ax_b.set(xlabel="parameters n", ylabel="bytes", title="memory of the float64 Hessian")
-    ax_b.legend(fontsize=8)
-    return ax
+        ax_t.loglog(n, anchor * (n / n[-1]) ** power, "k" + style, lw=1.2,
+                    label=f"n{'²' if power == 2 else '³'} guide")
+    ax_t.axvspan(n.min() * 0.9, min_n, color="0.92", zorder=0)
+    ax_b.loglog(n, result["bytes"], "o-", color="C4",
+                label=f"bytes of H: slope {loglog_slope(n, result['bytes']):.2f}")
+    ticks = [t for t in (100, 200, 500, 1000, 2000, 5000) if n.min() * 0.9 <= t <= n.max() * 1.1]
+    for ax in (ax_t, ax_b):
+        ax.set_xlim(n.min() * 0.9, n.max() * 1.1)
+        _plain_ticks(ax.xaxis, ticks)
+        ax.tick_params(labelsize=FONT_SIZE)
+    ax_t.set_ylabel("seconds (this machine)", fontsize=FONT_SIZE)
+    ax_t.set_title("time; slopes fitted right of the shaded band", fontsize=FONT_SIZE)
+    ax_t.legend(fontsize=FONT_SIZE, frameon=False, loc="upper left")
+    ax_b.set_xlabel("parameters n", fontsize=FONT_SIZE)
+    ax_b.set_ylabel("bytes", fontsize=FONT_SIZE)
+    ax_b.legend(fontsize=FONT_SIZE, frameon=False, loc="upper left")
+    return fig
 
 
 # --------------------------------------------------------------------------------------
@@ -371,14 +440,13 @@ def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
     and after training.
 
     Returns ``eigenvalues`` (trained) and ``eigenvalues_init`` (ascending numpy arrays),
-    ``n_params``, ``loss_init``, ``loss``, ``train_accuracy``, ``test_accuracy`` (on the
+    the trained ``model``, ``n_params``, ``loss_init``, ``loss``, ``train_accuracy``, ``test_accuracy`` (on the
     whole test split), ``n_samples`` and ``constant_inputs``, the number of input pixels that
     are constant over the samples: each gives ``hidden`` exactly flat directions (the weights
     from that pixel never change the output).
     """
     import torch
     from curvlib import curvature, data, models, optim, train
-    from curvlib.train import accuracy
     steps = check_int("steps", steps, minimum=0)
     n_samples = check_int("n_samples", n_samples, minimum=1)
     hidden = check_int("hidden", hidden, minimum=1)
@@ -394,11 +462,11 @@ def trained_spectrum(hidden=12, steps=150, lr=1e-2, n_samples=300, seed=0):
         f, w = curvature.flat_loss(model, loss_fn, X, y)
         eig = torch.linalg.eigvalsh(curvature.hessian(f, w)).numpy()
         with torch.no_grad():
-            return dict(eigenvalues=eig, eigenvalues_init=eig_init, n_params=w.numel(),
-                        loss_init=float(f(w0)), loss=float(f(w)),
-                        train_accuracy=accuracy(model(X), y),
-                        test_accuracy=accuracy(model(split.X_test), split.y_test),
-                        n_samples=len(X),
+            def accuracy(A, b):
+                return float((model(A).argmax(1) == b).double().mean())
+            return dict(eigenvalues=eig, eigenvalues_init=eig_init, n_params=w.numel(), model=model,
+                        loss_init=float(f(w0)), loss=float(f(w)), train_accuracy=accuracy(X, y),
+                        test_accuracy=accuracy(split.X_test, split.y_test), n_samples=len(X),
                         constant_inputs=int(((X.max(0).values - X.min(0).values) == 0).sum()))
 
 
@@ -433,7 +501,7 @@ def spectrum_summary(eigenvalues, *, zero_tol=1e-3, neg_tol=1e-6, outlier_fracti
 def kappa_by_cutoff(eigenvalues, relative_cutoffs=(1e-2, 1e-4, 1e-6, 1e-8)):
     r"""The "condition number" over the eigenvalues above each cut-off :math:`c\,\lambda_{\max}`.
 
-    Uses :func:`curvlib.spectrum.condition_number` with ``cutoff`` :math:`= c\,\lambda_{\max}`.
+    Uses :func:`curvlib.curvature.condition_number` with ``cutoff`` :math:`= c\,\lambda_{\max}`.
     By construction the answer is at most :math:`1/c`: the number mostly reports the
     cut-off one chose. Returns a list of ``(c, kappa, kept)`` with ``kept`` the number of
     eigenvalues above the cut-off.
@@ -448,30 +516,71 @@ def kappa_by_cutoff(eigenvalues, relative_cutoffs=(1e-2, 1e-4, 1e-6, 1e-8)):
     return out
 
 
-def plot_spectrum(eigenvalues, ax=None, *, zero_tol=1e-3, title=None):
-    """Two panels: sorted eigenvalues (symlog) and a histogram on a symmetric-log axis."""
+def _power_of_ten(x):
+    """``10⁻³`` for 1e-3 (a power of ten in plain Unicode, no mathtext)."""
+    e = round(math.log10(x))
+    return "10" + str(e).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def _tick_label(v):
+    return "0" if v == 0 else f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def plot_spectrum(eigenvalues, ax=None, *, zero_tol=1e-3, neg_tol=1e-6, title=None):
+    """Two panels: every eigenvalue in ascending order and a histogram, both on a
+    symmetric-log scale, coloured by class: red for clearly negative eigenvalues (below
+    ``-neg_tol`` times the largest), grey for the bulk near zero (within ``zero_tol`` times the
+    largest; the shaded band), blue for the positive rest. :func:`spectrum_legend` adds the
+    legend."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
     lam = np.sort(np.asarray(eigenvalues, dtype=float))
     if ax is None:
-        _, ax = plt.subplots(1, 2, figsize=(10, 3.8))
+        _, ax = plt.subplots(1, 2, figsize=(7.2, 3.4), layout="constrained")
     top = lam[-1]
     thresh = zero_tol * top
     a0, a1 = ax
-    idx = np.arange(1, lam.size + 1)
-    colors = np.where(lam < -1e-6 * top, "tab:red", np.where(np.abs(lam) <= thresh, "0.5", "tab:blue"))
-    a0.scatter(idx, lam, s=6, c=colors)
-    a0.set_yscale("symlog", linthresh=thresh)
-    a0.axhspan(-thresh, thresh, color="0.9", zorder=0)
-    a0.set(xlabel="index (ascending)", ylabel="eigenvalue (symlog)",
-           title=title or "every eigenvalue of the Hessian")
+    negative = lam < -neg_tol * top
+    classes = {f"negative: λ < −{_power_of_ten(neg_tol)} λmax": (negative, "tab:red"),
+               f"near zero: |λ| ≤ {_power_of_ten(zero_tol)} λmax": (
+                   (np.abs(lam) <= thresh) & ~negative, "0.5"),
+               "positive": (lam > thresh, "tab:blue")}
     edges = np.concatenate([-np.logspace(np.log10(max(-lam[0], thresh)), np.log10(thresh), 15)[:-1],
                             np.linspace(-thresh, thresh, 5),
                             np.logspace(np.log10(thresh), np.log10(top), 25)[1:]])
-    a1.hist(lam, bins=np.unique(edges), color="tab:blue")
+    idx = np.arange(1, lam.size + 1)
+    for label, (mask, color) in classes.items():
+        a0.scatter(idx[mask], lam[mask], s=7, color=color, label=label)
+        if mask.any():
+            a1.hist(lam[mask], bins=np.unique(edges), color=color)
+    a0.axhspan(-thresh, thresh, color="0.9", zorder=0)
+    a0.set_yscale("symlog", linthresh=thresh)
     a1.set_xscale("symlog", linthresh=thresh)
     a1.set_yscale("log")
-    a1.set(xlabel="eigenvalue (symlog)", ylabel="count", title="histogram (symmetric log axis)")
+    a1.yaxis.set_major_locator(LogLocator(numticks=4))
+    a1.yaxis.set_minor_formatter(NullFormatter())
+    hi = 10.0 ** math.floor(math.log10(top))
+    low = -(10.0 ** math.floor(math.log10(-lam[0]))) if -lam[0] > thresh else None
+    for axis, ticks in ((a0.yaxis, [low, -thresh, 0.0, thresh, hi]), (a1.xaxis, [low, 0.0, hi])):
+        axis.set_major_locator(FixedLocator(sorted(t for t in set(ticks) if t is not None)))
+        axis.set_minor_locator(NullLocator())
+        axis.set_major_formatter(FuncFormatter(lambda v, _: _tick_label(v)))
+    a0.set_xlabel("index (ascending)", fontsize=FONT_SIZE)
+    a0.set_ylabel("eigenvalue", fontsize=FONT_SIZE)
+    a0.set_title(title or "every eigenvalue", fontsize=FONT_SIZE)
+    a1.set_xlabel("eigenvalue", fontsize=FONT_SIZE)
+    a1.set_ylabel("count", fontsize=FONT_SIZE)
+    a1.set_title("histogram", fontsize=FONT_SIZE)
+    for a in (a0, a1):
+        a.tick_params(labelsize=FONT_SIZE)
     return ax
+
+
+def spectrum_legend(fig, ax, **kw):
+    """One legend for the eigenvalue classes of :func:`plot_spectrum`, below the figure."""
+    handles, labels = ax.get_legend_handles_labels()
+    return fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=FONT_SIZE,
+                      frameon=False, markerscale=2, **kw)
 
 
 def logistic_condition_number(l2=1e-3):
@@ -481,13 +590,292 @@ def logistic_condition_number(l2=1e-3):
     it is positive definite: a contrast to the network above. ``l2 > 0`` adds
     :math:`\tfrac{l2}{2}\|w\|^2`; it is needed, because the training split is linearly
     separable and the unregularised loss has no minimiser (its weights grow without bound).
-    The problem and its minimiser: :class:`curvlib.landscapes.LogisticRegression`.
+    Uses float64 Newton iterations from zero.
     """
-    from curvlib.landscapes import LogisticRegression
-    problem = LogisticRegression.breast_cancer(check_positive("l2", l2))
-    lam = np.linalg.eigvalsh(problem.hess(problem.minimum))
+    from curvlib import data
+    l2 = check_positive("l2", l2)
+    split = data.breast_cancer(as_torch=False, dtype="float64")
+    X = np.hstack([split.X_train, np.ones((len(split.X_train), 1))])
+    y = split.y_train.astype(float)
+    w = np.zeros(X.shape[1])
+
+    def hess(w):
+        p = 1 / (1 + np.exp(-X @ w))
+        return (X * (p * (1 - p))[:, None]).T @ X / len(y) + l2 * np.eye(len(w))
+
+    for _ in range(30):
+        p = 1 / (1 + np.exp(-X @ w))
+        g = X.T @ (p - y) / len(y) + l2 * w
+        w = w - np.linalg.solve(hess(w), g)
+        if np.max(np.abs(g)) < 1e-12:
+            break
+    lam = np.linalg.eigvalsh(hess(w))
     return dict(kappa=float(lam[-1] / lam[0]), lambda_max=float(lam[-1]), lambda_min=float(lam[0]),
-                weight_norm=float(np.linalg.norm(problem.minimum)))
+                weight_norm=float(np.linalg.norm(w)))
+
+
+# --------------------------------------------------------------------------------------
+# Curvature without the matrix: Hessian-free Newton-CG against L-BFGS
+# --------------------------------------------------------------------------------------
+#: Martens' Levenberg-Marquardt rule: the damping is multiplied by this after a poor step
+#: (reduction ratio below 1/4) and divided by it after a good one (above 3/4).
+HF_DAMPING_FACTOR = 1.5
+
+
+def conjugate_gradient(matvec, b, x, max_products, tol=1e-10):
+    r"""Solve :math:`Ax = b` by conjugate gradients from ``x``, using only products :math:`Av`.
+
+    Hestenes & Stiefel (1952), "Methods of conjugate gradients for solving linear systems",
+    J. Res. Natl. Bur. Stand. 49(6):409-436. Stops after ``max_products`` products, when
+    :math:`\|r\| \le` ``tol`` :math:`\|b\|`, or on a direction of non-positive curvature
+    :math:`p^\top A p \le 0` (then the iterate so far is kept, as in Nocedal & Wright's
+    Newton-CG, Alg. 7.1). Returns ``(x, r, products)`` with :math:`r = b - Ax` the residual.
+    The reference for the chapter's cell, which writes the same loop out.
+    """
+    nonzero = bool((x != 0).any())
+    r = b - matvec(x) if nonzero else b.clone()
+    products = int(nonzero)
+    p, rr = r.clone(), r @ r
+    while products < max_products:
+        Ap = matvec(p)
+        products += 1
+        pAp = p @ Ap
+        if pAp <= 0:
+            break
+        alpha = rr / pAp
+        x, r = x + alpha * p, r - alpha * Ap
+        rr, rr_old = r @ r, rr
+        if rr.sqrt() <= tol * b.norm():
+            break
+        p = r + (rr / rr_old) * p
+    return x, r, products
+
+
+def hvp(f, w, v):
+    r""":math:`H(w)\,v` by differentiating :math:`\nabla f(w)^\top v` once more (Pearlmutter, 1994).
+
+    The reference for the chapter's cell; equal to :func:`curvlib.curvature.hvp`.
+    """
+    import torch
+    with torch.enable_grad():
+        w = w.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(w), w, create_graph=True)
+        return torch.autograd.grad(g @ v, w)[0]
+
+
+def hessian_free_step(f, w, damping, cg_products, d_prev):
+    r"""One Hessian-free Newton step (Martens, 2010, ICML, "Deep learning via Hessian-free
+    optimization"), with the exact Hessian.
+
+    Conjugate gradients (:func:`conjugate_gradient`) on :math:`(H + \lambda I)d = -\nabla f`
+    with at most ``cg_products`` Hessian-vector products (the gradient's graph is built once,
+    then each product is one more backward pass, as in :func:`curvlib.curvature.hvp_operator`),
+    started from :math:`0.95\,d_{\text{prev}}`. The step is taken if it lowers :math:`f`. The
+    damping :math:`\lambda` follows Martens' Levenberg-Marquardt rule on the reduction ratio
+    :math:`\rho` of the actual change in :math:`f` to the change the damped quadratic model
+    predicts, :math:`q(d) = -\tfrac12 d^\top(b + r)` for a CG iterate :math:`d` with residual
+    :math:`r` and :math:`b = -\nabla f`: multiplied by 1.5 if :math:`\rho < 1/4` (or the
+    step failed), divided by 1.5 if :math:`\rho > 3/4`. Returns ``(w, damping, d,
+    evaluations)``: the new point, damping and direction (zero after a rejected step) and the
+    gradients, products and loss values spent (each counts 1). The reference for the
+    chapter's cell.
+    """
+    import torch
+    with torch.enable_grad():
+        w = w.detach().requires_grad_(True)
+        loss = f(w)
+        (g,) = torch.autograd.grad(loss, w, create_graph=True)
+
+        def damped_hessian(v):
+            return torch.autograd.grad(g, w, v, retain_graph=True)[0] + damping * v
+
+        b = -g.detach()
+        d, r, products = conjugate_gradient(damped_hessian, b, 0.95 * d_prev, cg_products)
+    predicted = -0.5 * float(d @ (b + r))
+    with torch.no_grad():
+        new_loss = float(f(w.detach() + d))
+    rho = (new_loss - loss.item()) / predicted if predicted < 0 else math.nan
+    factor = HF_DAMPING_FACTOR
+    damping = damping / factor if rho > 0.75 else damping if rho >= 0.25 else damping * factor
+    if new_loss < loss.item():
+        return (w + d).detach(), damping, d, products + 2
+    return w.detach(), damping, torch.zeros_like(d), products + 2
+
+
+def _grad_inf_norm(f, w):
+    import torch
+    with torch.enable_grad():
+        wg = w.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(wg), wg)
+    return float(g.abs().max())
+
+
+def hessian_free(f, w0, *, cg_products, tol, max_evals, damping=1.0, step=None):
+    r"""Run :func:`hessian_free_step` (or ``step``, a function with its signature, such as the
+    chapter's cell) from ``w0`` until :math:`\|\nabla f\|_\infty \le` ``tol`` or ``max_evals``
+    evaluations are spent. Returns the history: a list of ``(evaluations, gradient norm)`` at
+    every point the method stands on (the norm is the gradient its next step starts from, so
+    recording it costs the method nothing extra)."""
+    step = hessian_free_step if step is None else step
+    w, d, spent = w0.detach().clone(), w0.new_zeros(w0.shape), 0
+    history = [(1, _grad_inf_norm(f, w))]
+    while history[-1][1] > tol and spent < max_evals:
+        w, damping, d, evals = step(f, w, damping, cg_products, d)
+        spent += evals
+        history.append((spent + 1, _grad_inf_norm(f, w)))
+    return history
+
+
+def lbfgs_history(f, w0, *, history_size, tol, max_evals, max_line_search=25):
+    r"""L-BFGS (:class:`curvlib.optim.LBFGS`, strong Wolfe line search) from ``w0`` until
+    :math:`\|\nabla f\|_\infty \le` ``tol`` or ``max_evals`` gradient evaluations. One
+    ``step`` is one iteration; a point evaluated twice (the optimizer re-evaluates its
+    current point at the start of a step) is counted once. Returns the history as
+    :func:`hessian_free` does."""
+    import torch
+    from curvlib import optim
+    p = torch.nn.Parameter(w0.detach().clone())
+    opt = optim.LBFGS([p], lr=1, max_iter=1, max_eval=max_line_search + 1,
+                      history_size=history_size, line_search_fn="strong_wolfe",
+                      tolerance_grad=0.0, tolerance_change=0.0)
+    cache = {"n": 0}
+
+    def closure():
+        if "w" in cache and torch.equal(cache["w"], p.detach()):
+            p.grad = cache["g"].clone()
+            return cache["f"]
+        opt.zero_grad()
+        loss = f(p)
+        loss.backward()
+        cache.update(n=cache["n"] + 1, w=p.detach().clone(), g=p.grad.clone(), f=loss.detach())
+        return loss
+
+    closure()
+    history = [(cache["n"], float(cache["g"].abs().max()))]
+    while history[-1][1] > tol and cache["n"] < max_evals:
+        before = cache["n"]
+        opt.step(closure)
+        closure()  # the gradient at the new point, already evaluated by the line search
+        if cache["n"] == before:  # no new point: the line search made no progress
+            break
+        history.append((cache["n"], float(cache["g"].abs().max())))
+    return history
+
+
+def evaluations_to(history, tol):
+    """The evaluations spent when the gradient norm first reached ``tol``, or ``None``."""
+    return next((n for n, gnorm in history if gnorm <= tol), None)
+
+
+def curvature_problem(seed=0, hidden=12, n_samples=300, l2=1e-3):
+    r"""``(f, w0)``: the chapter's 64-``hidden``-10 tanh MLP on the first ``n_samples`` digits,
+    in float64, mean cross-entropy plus :math:`\tfrac{l_2}{2}\|w\|^2` (so that a minimiser
+    exists), from the initial weights drawn with ``seed``."""
+    f0, w0 = mlp_hessian_problem(hidden, n_samples, seed)
+    l2 = check_positive("l2", l2)
+    return (lambda w: f0(w) + 0.5 * l2 * (w @ w)), w0.detach()
+
+
+def _tune(run, grid, *, widen, cap, minimum=1, max_extensions=6):
+    """The grid value with the fewest evaluations to the target (ties: the smaller value).
+
+    Each run is capped at the best count so far (a slower run cannot win). While the winner
+    sits at an end of the grid, the grid is extended there with ``widen`` (not below
+    ``minimum``, which is a natural end rather than an edge). Returns ``(best, counts, grid,
+    at_edge)``, ``at_edge`` True only if the extensions ran out.
+    """
+    grid = sorted(set(grid))
+    counts = {}
+    for _ in range(max_extensions + 1):
+        for v in grid:
+            if v not in counts:
+                done = [c for c in counts.values() if c is not None]
+                counts[v] = run(v, min(done, default=cap))
+        scores = [math.inf if counts[v] is None else counts[v] for v in grid]
+        i = int(np.argmin(scores))
+        if not math.isfinite(scores[i]):
+            raise ValueError(f"no setting of {grid} reached the target within {cap} evaluations")
+        low, high = i == 0 and grid[0] > minimum, i == len(grid) - 1
+        if not (low or high):
+            break
+        if low:
+            grid.insert(0, max(minimum, widen(grid[0], -1)))
+        else:
+            grid.append(widen(grid[-1], +1))
+    at_edge = (i == 0 and grid[0] > minimum) or i == len(grid) - 1
+    return grid[i], [counts[v] for v in grid], grid, at_edge
+
+
+def hf_vs_lbfgs(*, seeds=(0, 1, 2, 3, 4), tune_seed=100, tol=1e-5, max_evals=3000,
+                lbfgs_grid=(2, 5, 10, 20, 50), hf_grid=(2, 5, 10, 20, 50), step=None,
+                hidden=12, n_samples=300, l2=1e-3):
+    r"""Hessian-free Newton-CG against L-BFGS on :func:`curvature_problem`, counted fairly.
+
+    Both methods are scored by the evaluations (gradients, Hessian-vector products and loss
+    values, one each) they spend until :math:`\|\nabla f\|_\infty \le` ``tol``. Each gets its
+    hyperparameter that matters tuned on its grid, on the initial weights drawn with
+    ``tune_seed``, by the same rule (fewest evaluations; a grid is extended by a factor 2.5
+    at an end while the winner sits there): L-BFGS its history size :math:`m`, Hessian-free
+    the most products per CG run. Then both run from the initial weights of ``seeds``.
+    ``step`` replaces :func:`hessian_free_step` (the chapter passes its own cell).
+
+    Returns a dict: ``n_params``, ``tuned`` (``{"L-BFGS": (m, counts, grid, at_edge),
+    "Hessian-free": ...}``), ``histories`` (``{method: [history per seed]}``),
+    ``evaluations`` (``{method: [count per seed]}``, ``None`` where the budget ran out), and
+    ``hvp_share``, the fraction of Hessian-free's evaluations that were products.
+    """
+    def problem(seed):
+        return curvature_problem(seed, hidden, n_samples, l2)
+
+    def run_lbfgs(m, cap, seed=tune_seed):
+        f, w0 = problem(seed)
+        return lbfgs_history(f, w0, history_size=m, tol=tol, max_evals=cap)
+
+    def run_hf(k, cap, seed=tune_seed):
+        f, w0 = problem(seed)
+        return hessian_free(f, w0, cg_products=k, tol=tol, max_evals=cap, step=step)
+
+    def widen(v, direction):
+        return round(v * 2.5) if direction > 0 else max(1, round(v / 2.5))
+
+    with single_thread():
+        tuned = {
+            "L-BFGS": _tune(lambda m, cap: evaluations_to(run_lbfgs(m, cap), tol), lbfgs_grid,
+                            widen=widen, cap=max_evals),
+            "Hessian-free": _tune(lambda k, cap: evaluations_to(run_hf(k, cap), tol), hf_grid,
+                                  widen=widen, cap=max_evals)}
+        runs = {"L-BFGS": lambda s: run_lbfgs(tuned["L-BFGS"][0], max_evals, s),
+                "Hessian-free": lambda s: run_hf(tuned["Hessian-free"][0], max_evals, s)}
+        histories = {name: [run(s) for s in seeds] for name, run in runs.items()}
+    f, w0 = problem(seeds[0])
+    return {"n_params": int(w0.numel()), "tuned": tuned, "histories": histories,
+            "evaluations": {k: [evaluations_to(h, tol) for h in hs] for k, hs in histories.items()},
+            "seeds": tuple(seeds), "tune_seed": tune_seed, "tol": tol, "max_evals": max_evals}
+
+
+def plot_hf_vs_lbfgs(result, ax=None, *, figsize=(7.2, 4.0)):
+    """The gradient norm against the evaluations spent, one thin line per seed and method,
+    on a linear evaluation axis; the dotted line is the target."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    colors = {"L-BFGS": "tab:blue", "Hessian-free": "tab:orange"}
+    for name, histories in result["histories"].items():
+        for h in histories:
+            n, g = np.array(h, dtype=float).T
+            ax.semilogy(n, g, color=colors[name], lw=1.3, alpha=0.85)
+    ax.axhline(result["tol"], color="0.4", ls=":", lw=1.2)
+    tuned = result["tuned"]
+    ax.legend([Line2D([], [], color=c, lw=2) for c in colors.values()],
+              [f"L-BFGS, m = {tuned['L-BFGS'][0]}",
+               f"Hessian-free, ≤ {tuned['Hessian-free'][0]} products per CG run"],
+              fontsize=FONT_SIZE, frameon=False)
+    ax.set_xlabel("evaluations (gradients + Hessian-vector products + losses)", fontsize=FONT_SIZE)
+    ax.set_ylabel("‖∇f‖∞", fontsize=FONT_SIZE)
+    ax.set_xlim(0, None)
+    ax.tick_params(labelsize=FONT_SIZE)
+    return ax
 
 
 # --------------------------------------------------------------------------------------
@@ -514,22 +902,35 @@ def memory_explorer(models=None):
     labels = {"params": "parameters", "adam": "Adam state (2n)", "lbfgs": "L-BFGS state (m=10)",
               "symmetric": "Hessian, one triangle", "full": "Hessian, full"}
 
+    by_size = {}
+    for name, b in machines.items():  # machines with equal memory share a line
+        by_size.setdefault(b, []).append(name.split(" (")[0])
+    lines = {b: (f"one {mem.format_bytes(b)} GPU" if all(x.startswith("NVIDIA") for x in n)
+                 else " / ".join(n)) for b, n in by_size.items()}
+
     def render(fig, model, precision):
         ax = fig.subplots()
+        fig.subplots_adjust(left=0.03, right=0.97, bottom=0.15, top=0.84)
         row = table[(model, precision)]
         y = np.arange(len(labels))
         ax.barh(y, [float(row[k]) for k in labels], color=["0.75", "0.75", "0.75", "tab:orange", "tab:red"])
         for i, k in enumerate(labels):
-            ax.text(2e5, i, f"{labels[k]}: {mem.format_bytes(row[k])}", va="center", fontsize=8)
+            ax.text(2e5, i, f"{labels[k]}: {mem.format_bytes(row[k])}", va="center",
+                    fontsize=FONT_SIZE)
         ax.set_yticks([])
         ax.set_xscale("log")
-        for (hw, b), style in zip(machines.items(), ("--", ":", "-")):
-            ax.axvline(float(b), color="k", ls=style, lw=1, label=f"{hw}: {mem.format_bytes(b)}")
-        ax.set_xlim(1e5, float(max(row["full"], largest)) * 30)
+        right = float(max(row["full"], largest)) * 30
+        for (b, text), style in zip(sorted(lines.items()), (":", "-")):
+            ax.axvline(float(b), color="k", ls=style, lw=1.2)
+            inside = b * 1e3 < right
+            ax.text(float(b) * (1.3 if inside else 1 / 1.3), len(labels) - 0.45, text,
+                    fontsize=FONT_SIZE, va="bottom", ha="left" if inside else "right")
+        ax.set_ylim(-0.6, len(labels) + 0.2)
+        ax.set_xlim(1e5, right)
         plots.plain_log_ticks(ax, "x", numticks=30, every=3)
-        ax.set_xlabel("bytes (log scale)")
-        ax.set_title(f"{model}, {precision}: {sizes[model]:,} parameters", fontsize=10)
-        ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+        ax.tick_params(labelsize=FONT_SIZE)
+        ax.set_xlabel("bytes (log scale)", fontsize=FONT_SIZE)
+        ax.set_title(f"{model}, {precision}: {sizes[model]:,} parameters", fontsize=FONT_SIZE)
         ratio = row["full"] / largest
         return (f"full Hessian {mem.format_bytes(row['full'])} = {ratio:.2g} x the memory of "
                 f"{max(machines, key=machines.get)}")
@@ -537,6 +938,9 @@ def memory_explorer(models=None):
     return Explorer(render, {"model": names, "precision": list(PRECISIONS)},
                     labels={"model": "model", "precision": "precision"},
                     initial={"model": names[0], "precision": "float32"},
+                    figsize=(7.2, 3.8), dpi=100,
                     alt="Bar chart of the bytes of a model's exact Hessian against GPU and "
                         "supercomputer memory, on a log scale")
 
+
+EXPLORERS = [memory_explorer]
