@@ -13,22 +13,26 @@ matrix, built from the last :math:`m` pairs on top of :math:`\gamma I`, to a vec
 Liu & Nocedal (1989), "On the limited memory BFGS method for large scale optimization",
 Math. Programming 45:503-528; Nocedal & Wright, *Numerical Optimization*, 2nd ed., 2006, §7.2.
 
-The experiments run on full-batch, L2-regularised logistic regression of scikit-learn's
-breast-cancer set (:class:`LogisticProblem`): :func:`full_batch_race` (GD, heavy ball, Adam,
-L-BFGS, Newton), :func:`history_sweep` (the history size :math:`m`), :func:`error_ratios`
-(is the convergence superlinear?) and :func:`minibatch_grid` (L-BFGS on mini-batches, with
-the curvature pair taken across two batches as ``torch.optim.LBFGS`` does, or on one batch
-as in Schraudolph, Yu & Günter (2007), "A stochastic quasi-Newton method for online convex
-optimization", AISTATS, and Berahas, Nocedal & Takáč (2016), "A multi-batch L-BFGS method
-for machine learning", NeurIPS).
+The experiments run on L2-regularised logistic regression of scikit-learn's breast-cancer set
+(:class:`LogisticProblem`). Every comparison is made fair the same way: each contender is
+tuned by one rule on one grid (:func:`tune`, which grows the grid until no optimum sits at an
+edge) and budget, on tuning seeds apart from the seeds reported, and pairs of contenders are
+compared by paired differences with 95% intervals (:func:`paired_interval`).
+:func:`full_batch_study` (GD, heavy ball, Adam, L-BFGS, Newton), :func:`history_sweep` (the
+history size :math:`m`), :func:`digits_per_step` (is the convergence superlinear?) and
+:func:`minibatch_study` (L-BFGS on mini-batches, with the curvature pair taken across two
+batches as ``torch.optim.LBFGS`` does, or on one batch as in Schraudolph, Yu & Günter (2007),
+"A stochastic quasi-Newton method for online convex optimization", AISTATS, and Berahas,
+Nocedal & Takáč (2016), "A multi-batch L-BFGS method for machine learning", NeurIPS).
 
 **Adam.** The lecture's Adam has no bias correction; Kingma & Ba (2015), "Adam: A Method for
 Stochastic Optimization", ICLR, divide :math:`m_t` by :math:`1-\beta_1^t` and :math:`v_t` by
 :math:`1-\beta_2^t`. :func:`bias_correction_ratio` measures how much larger the lecture's
-first steps are. :func:`preconditioning_race` shows Adam as a *diagonal* preconditioner: it
-removes ill-conditioning along the coordinate axes and not along rotated directions.
-:func:`comparison_rows` rebuilds the lecture's comparison table with measured optimizer-state
-bytes and measured convergence.
+first steps are. :func:`preconditioning_study` shows Adam as a *diagonal* method: it removes
+ill-conditioning along the coordinate axes and not along rotated directions, and
+:func:`adam_rescaling_check` shows why (its iterates do not change when each coordinate of the
+gradient is rescaled). :func:`comparison_rows` rebuilds the lecture's comparison table with
+measured optimizer-state bytes and measured convergence.
 """
 from __future__ import annotations
 
@@ -41,12 +45,16 @@ from curvlib import rules
 from curvlib._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
 from .hessian_cost import plain_log_ticks, single_thread, single_threaded
 
-__all__ = ["LogisticProblem", "bfgs_inverse_update", "explicit_inverse_hessian", "two_loop_check",
-           "full_batch_race", "plot_race", "extrapolated_iterations", "history_sweep", "error_ratios", "ratio_by_window",
-           "stochastic_lbfgs", "stochastic_adam", "minibatch_grid", "plot_minibatch_grid",
-           "bias_correction_ratio", "plot_bias_correction", "quadratic_problem", "jacobi_condition_number",
-           "preconditioning_race", "plot_preconditioning", "state_bytes_rows", "comparison_rows", "comparison_markdown",
-           "adam_explorer", "lbfgs_history_explorer", "EXPLORERS"]
+__all__ = ["LogisticProblem", "PER_DECADE", "grid_value", "grid_index", "tune", "paired_interval",
+           "FIRST_ORDER", "first_hit", "worst_case_scorer", "bfgs_inverse_update", "explicit_inverse_hessian",
+           "two_loop_check", "FULL_BATCH_AXES", "minimize_kwargs", "full_batch_study", "full_batch_race",
+           "extrapolated_iterations", "history_sweep", "error_ratios", "ratio_by_window", "digits_per_step",
+           "plot_race", "DIVERGE_FACTOR", "stochastic_lbfgs", "stochastic_adam", "MINIBATCH_METHODS",
+           "minibatch_study", "minibatch_landscape", "plot_minibatch_tuning", "plot_minibatch_comparison",
+           "unit_step_gaps", "rules_adam_step", "bias_correction_ratio", "plot_bias_correction",
+           "quadratic_problem", "jacobi_condition_number", "PRECONDITIONING_AXES", "preconditioning_study",
+           "adam_rescaling_check", "plot_preconditioning", "state_bytes_rows", "comparison_rows",
+           "comparison_markdown", "adam_explorer", "adam_bias_explorer", "lbfgs_history_explorer", "EXPLORERS"]
 
 
 # --------------------------------------------------------------------------------------
@@ -63,7 +71,7 @@ class LogisticProblem:
 
     with :math:`D = \operatorname{diag}(\sigma(1-\sigma))` and a column of ones for the bias.
     ``l2`` (:math:`\lambda`) must be positive: the training split is linearly separable, so
-    without it the loss has no minimiser. :attr:`w_star` and :attr:`f_star` come from Newton's
+    without it the loss has no minimiser. ``w_star`` and ``f_star`` come from Newton's
     method run to machine precision.
     """
 
