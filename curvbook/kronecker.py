@@ -23,10 +23,12 @@ This module holds the chapter's machinery, built on :mod:`curvlib.second_order`,
 
 * :func:`kron_identity_check` and :func:`kfac_factor_error` -- the identity that makes K-FAC
   cheap, and how much of a real Fisher block the Kronecker product keeps;
-* :func:`compare_methods` -- SGD+momentum, Adam, K-FAC and Shampoo on the digits MLP, each
-  learning rate tuned on one grid (:func:`curvlib.compare.tune_lr`), then every method trained
-  from the same seeds with its wall time recorded; :func:`plot_comparison` draws loss against
-  steps and against wall time with bands over seeds;
+* :func:`run_race` -- SGD+momentum, Adam, K-FAC and Shampoo on the digits MLP, each tuned
+  by one protocol (:func:`curvbook.kronecker_race.tune`) over the hyperparameters that matter
+  for it, starting from a published configuration (:data:`PUBLISHED`, :func:`race_spaces`),
+  then trained with curvlib's optimizers from the same reporting seeds, wall time recorded;
+  :func:`paired_interval` decides each comparison; :func:`plot_comparison` draws loss
+  against steps, wall time and counted flops with bands over seeds;
 * :func:`layer_state_bytes`, :func:`resnet50_state_bytes`, :func:`step_flops` -- memory per
   layer and a deterministic cost proxy (floating-point operations per step);
 * :func:`adam_success_curve` -- what a "success rate" of default Adam depends on;
@@ -48,38 +50,120 @@ from curvlib._checks import check_choice, check_int, check_positive
 from curvlib.models import mlp
 from curvlib.second_order import KFAC, Shampoo, kfac_bytes, kfac_layers, shampoo_bytes
 
-__all__ = ["METHODS", "LR_GRID", "DIGITS_SIZES", "kron_identity_check", "kfac_factor_error",
-           "Comparison", "compare_methods", "plot_comparison", "time_grid_losses",
+from .kronecker_race import Axis, half_decades, tune
+
+__all__ = ["DIGITS_SIZES", "LR_LADDER", "PUBLISHED", "REFRESH", "race_spaces", "build_optimizer",
+           "kron_identity_check", "kfac_factor_error", "paired_interval", "Race", "run_race",
+           "plot_comparison", "time_grid_losses",
            "layer_state_bytes", "resnet50_state_bytes", "step_flops",
            "adam_success_curve", "ALGOPERF", "plot_algoperf", "plot_selection_chart",
            "cost_explorer", "EXPLORERS"]
 
 #: The digits network of the chapter: 64 pixels -> 32 tanh units -> 10 classes.
 DIGITS_SIZES = (64, 32, 10)
-#: The one learning-rate grid every method is tuned on.
-LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+#: The learning-rate ladder every method is tuned on: half a decade apart, 1e-5 to 1e3.
+LR_LADDER = half_decades(-10, 6)
+
+#: Where each method's search starts: a published configuration, with its source.
+#:
+#: * Adam: Kingma & Ba (2015), "Adam: A method for stochastic optimization", ICLR.
+#: * K-FAC: the defaults of K-FAC-PyTorch (Wang et al., github.com/alecwangcq/KFAC-Pytorch,
+#:   ``KFACOptimizer``: damping 1e-3, KL clip 1e-3, statistics decay 0.95, momentum 0.9,
+#:   factors every 10 and inverses every 100 steps).
+#: * Shampoo: the first configuration of Distributed Shampoo's winning submission to the
+#:   AlgoPerf v0.5 external-tuning track (github.com/mlcommons/submissions_algorithms,
+#:   ``previous_leaderboards/algoperf_v05/submissions/external_tuning/shampoo_submission/``
+#:   ``tuning_search_space.json``, run by ``submission.py`` with facebookresearch's
+#:   ``DistributedShampoo``): ``1 - beta1 = 0.06733926164``, ``1 - beta2 = 0.00448403102``
+#:   (the grafting's too), epsilon 1e-8, Adam grafting with epsilon 1e-8, no momentum,
+#:   preconditioners refreshed every 100 steps and blocked at 1024, learning rate
+#:   0.0017486, decoupled weight decay 0.0812, NAdam-style first moment, 2% warmup and a
+#:   cosine decay.
+PUBLISHED = {
+    "SGD+momentum": {"momentum": 0.9},
+    "Adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    "K-FAC": {"damping": 1e-3, "kl_clip": 1e-3, "factor_decay": 0.95, "momentum": 0.9,
+              "factor_interval": 10, "inverse_interval": 100},
+    "Shampoo": {"lr": 0.0017486387539278373, "beta1": 1 - 0.06733926164,
+                "beta2": 1 - 0.00448403102, "epsilon": 1e-8, "grafting": "adam",
+                "graft_eps": 1e-8, "momentum": 0.0, "update_interval": 100,
+                "max_preconditioner_dim": 1024, "weight_decay": 0.08121616522670176},
+}
+#: The refresh interval of K-FAC's inverses and Shampoo's roots in the race: the published
+#: 100 would leave a 40-step run with its first factorisation only (and Distributed
+#: Shampoo, which starts preconditioning at the first refresh, would be Adam throughout).
+REFRESH = 10
 
 
-def _sgd_momentum(model, lr):
-    return optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+def _one_minus_ladder(home, lo_k, hi_k, low_end=None, high_end=None):
+    """``1 - (1 - home) * 10**(k/2)`` for k in [lo_k, hi_k] (rungs half a decade apart in
+    ``1 - beta`` around the published value), with optional end rungs; ascending."""
+    rungs = {1 - (1 - home) * 10 ** (k / 2) for k in range(lo_k, hi_k + 1)}
+    rungs = {r for r in rungs if 0 < r < 1} | {v for v in (low_end, high_end) if v is not None}
+    return tuple(sorted(rungs))
 
 
-def _adam(model, lr):
-    return optim.Adam(model.parameters(), lr=lr)
+def _lr_axis(lo, hi):
+    return Axis(LR_LADDER, LR_LADDER.index(lo), LR_LADDER.index(hi), prefer="low")
 
 
-def _kfac(model, lr):
-    return KFAC(model, lr=lr)
+def race_spaces():
+    """The search space of each method in the race: ``{name: (method, axes, fixed)}``.
+
+    Every learning rate lives on :data:`LR_LADDER` (windows start four rungs wide and widen
+    until the choice is inside). K-FAC also tunes its damping (decades, starting around the
+    published 1e-3) and whether to clip the step's KL (the published 1e-3, or no clip as in
+    Martens & Grosse); Shampoo its first moment ``beta1`` and statistics decay ``beta2``
+    (rungs half a decade apart in ``1 - beta`` around the published values; ``beta1`` down
+    to 0, no first moment; ``beta2`` from 0.1, a memory of about one step, up to 1, Gupta et
+    al.'s plain sum) and its grafting (the published Adam grafting, or AdaGrad's, Gupta et
+    al.'s and curvlib's default). Held fixed: SGD's momentum 0.9, Adam's defaults, K-FAC's
+    momentum 0.9 and statistics decay 0.95 (published), factors every step and inverses
+    every :data:`REFRESH` steps, the true Fisher; Shampoo's epsilon and grafting epsilon
+    1e-8 (published), roots every :data:`REFRESH` steps, no heavy-ball momentum (published).
+    """
+    sh = PUBLISHED["Shampoo"]
+    beta1 = _one_minus_ladder(sh["beta1"], -4, 2, low_end=0.0)     # 0, 0.327, ..., 0.99933
+    beta2 = _one_minus_ladder(sh["beta2"], -2, 4, low_end=0.1, high_end=1.0)
+    damping = tuple(float(10.0 ** k) for k in range(-7, 2))
+    lr = LR_LADDER
+    return {
+        "SGD+momentum": ("SGD+momentum", {"lr": _lr_axis(lr[6], lr[9])}, {"momentum": 0.9}),
+        "Adam": ("Adam", {"lr": _lr_axis(lr[6], lr[9])}, {}),
+        "K-FAC": ("K-FAC", {
+            "lr": _lr_axis(lr[6], lr[9]),
+            "damping": Axis(damping, 3, 6, home=PUBLISHED["K-FAC"]["damping"]),
+            "kl_clip": Axis((PUBLISHED["K-FAC"]["kl_clip"], None), 0, 1,
+                            home=PUBLISHED["K-FAC"]["kl_clip"], ordered=False)},
+            {"momentum": 0.9, "factor_decay": 0.95, "factor_interval": 1,
+             "inverse_interval": REFRESH, "fisher": "true"}),
+        "Shampoo": ("Shampoo", {
+            "lr": _lr_axis(lr[6], lr[9]),
+            "beta1": Axis(beta1, 0, len(beta1) - 3, home=beta1[min(
+                range(len(beta1)), key=lambda i: abs(beta1[i] - sh["beta1"]))]),
+            "beta2": Axis(beta2, 0, len(beta2) - 1, home=beta2[min(
+                range(len(beta2)), key=lambda i: abs(beta2[i] - sh["beta2"]))]),
+            "grafting": Axis(("adam", "adagrad"), 0, 1, home="adam", ordered=False)},
+            {"epsilon": sh["epsilon"], "graft_eps": sh["graft_eps"], "momentum": 0.0,
+             "update_interval": REFRESH}),
+    }
 
 
-def _shampoo(model, lr):
-    return Shampoo(model.parameters(), lr=lr, update_interval=10)
-
-
-#: name -> ``(model, lr) -> optimizer``. Library defaults throughout; K-FAC refreshes its
-#: eigendecompositions every 10 steps (its default) and Shampoo its inverse roots every 10
-#: steps too, so the two pay the same amortised price for their factorisations.
-METHODS = {"SGD+momentum": _sgd_momentum, "Adam": _adam, "K-FAC": _kfac, "Shampoo": _shampoo}
+def build_optimizer(method, model, setting):
+    """The curvlib optimizer of ``method`` (``"SGD+momentum"``, ``"Adam"``, ``"K-FAC"``,
+    ``"Shampoo"``) for ``model`` with the hyperparameters ``setting`` (the names of
+    :func:`curvbook.kronecker_race.race_runs`; ``lr`` included)."""
+    check_choice("method", method, ("SGD+momentum", "Adam", "K-FAC", "Shampoo"))
+    s = dict(setting)
+    if method == "SGD+momentum":
+        return optim.SGD(model.parameters(), lr=s["lr"], momentum=s.get("momentum", 0.9))
+    if method == "Adam":
+        return optim.Adam(model.parameters(), lr=s["lr"],
+                          betas=(s.get("beta1", 0.9), s.get("beta2", 0.999)),
+                          eps=s.get("eps", 1e-8))
+    if method == "K-FAC":
+        return KFAC(model, **s)
+    return Shampoo(model.parameters(), **s)
 
 
 # --------------------------------------------------------------------------------------
@@ -116,7 +200,8 @@ def _cosine(a, b):
     return float(a @ b / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b)))
 
 
-def kfac_factor_error(model, X, y, layer=-1, *, fisher="empirical", damping=1e-3):
+def kfac_factor_error(model, X, y, layer=-1, *, fisher="empirical", damping=1e-3,
+                     relative=False):
     r"""How much of a layer's Fisher block the K-FAC product :math:`G\otimes A` keeps.
 
     For layer ``layer`` (an index into :func:`curvlib.second_order.kfac_layers`, a
@@ -136,7 +221,11 @@ def kfac_factor_error(model, X, y, layer=-1, *, fisher="empirical", damping=1e-3
     :math:`F` (all a diagonal method can hold), the number of entries each stores, and the
     cosine between the damped natural-gradient step :math:`(F+\lambda I)^{-1}g` of the layer's
     mean gradient :math:`g` and the steps with :math:`G\otimes A`, with :math:`\operatorname{diag}F`
-    and with no preconditioner (:math:`g` itself); ``damping`` is :math:`\lambda`.
+    and with no preconditioner (:math:`g` itself); ``damping`` is :math:`\lambda`, or with
+    ``relative=True`` :math:`\lambda` is ``damping`` times the mean eigenvalue of :math:`F`,
+    :math:`\operatorname{tr}F/n` (a trained network's Fisher is orders of magnitude smaller
+    than an untrained one's, so a fixed :math:`\lambda` would compare a different amount of
+    damping before and after training). The result's ``damping`` is the :math:`\lambda` used.
     """
     check_choice("fisher", fisher, {"empirical", "true"})
     damping = check_positive("damping", damping)
@@ -177,9 +266,11 @@ def kfac_factor_error(model, X, y, layer=-1, *, fisher="empirical", damping=1e-3
         G = Hz.mean(0)
     kron = torch.kron(G, a.T @ a / N)
     norm = torch.linalg.matrix_norm(full)
+    if relative:
+        damping = damping * float(full.diagonal().mean())
     eye = torch.eye(len(full), dtype=full.dtype)
     exact = torch.linalg.solve(full + damping * eye, g)
-    return {"shape": (module.out_features, da), "fisher": fisher,
+    return {"shape": (module.out_features, da), "fisher": fisher, "damping": damping,
             "kron_error": float(torch.linalg.matrix_norm(full - kron) / norm),
             "diagonal_error": float(torch.linalg.matrix_norm(full - torch.diag(full.diagonal()))
                                     / norm),
@@ -193,66 +284,104 @@ def kfac_factor_error(model, X, y, layer=-1, *, fisher="empirical", damping=1e-3
 # --------------------------------------------------------------------------------------
 # The comparison: tune on one grid, report over seeds, record wall time
 # --------------------------------------------------------------------------------------
-def _paired(sizes, make_optimizer):
-    """``make_model(seed)`` and ``factory(params, lr)`` for :mod:`curvlib.compare`.
+def paired_interval(x, y, *, log=False, level=0.95):
+    r"""The mean paired difference of ``x`` and ``y`` (one value per seed, same seeds) and
+    its ``level`` confidence interval from Student's t with :math:`n-1` degrees of freedom:
+    :math:`\bar d \pm t_{n-1}\, s_d/\sqrt n`, :math:`d_s = x_s - y_s`. With ``log=True`` the
+    differences are of :math:`\ln x_s - \ln y_s` and the result is returned as ratios
+    (``mean`` the geometric-mean ratio :math:`x/y`). ``verdict`` is ``"lower"`` or
+    ``"higher"`` (``x`` against ``y``) when the interval excludes no difference, else
+    ``"inconclusive"``; a non-finite value (a diverged run) makes it ``"inconclusive"``."""
+    from scipy import stats
 
-    K-FAC needs the model, not just its parameters, so ``factory`` reads the model the
-    paired ``make_model`` built last (compare builds a model, then its optimizer). The
-    record lives in this closure, not in the module.
-    """
-    built = {}
-
-    def make_model(seed):
-        built["model"] = mlp(list(sizes), "tanh", seed=seed)
-        return built["model"]
-
-    def factory(params, lr):
-        if make_optimizer in (_sgd_momentum, _adam):   # elementwise: compare may vmap them
-            cls, kw = (optim.SGD, {"momentum": 0.9}) if make_optimizer is _sgd_momentum \
-                else (optim.Adam, {})
-            return cls(params, lr=lr, **kw)
-        return make_optimizer(built["model"], lr)
-
-    return make_model, factory
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError("x and y must be 1-D with the same length >= 2 (one value per seed)")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.log(x) - np.log(y) if log else x - y
+    if not np.all(np.isfinite(d)):
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "verdict": "inconclusive",
+                "n": len(d)}
+    n = len(d)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
+    mean, low, high = d.mean(), d.mean() - half, d.mean() + half
+    verdict = "lower" if high < 0 else "higher" if low > 0 else "inconclusive"
+    if log:
+        mean, low, high = math.exp(mean), math.exp(low), math.exp(high)
+    return {"mean": float(mean), "low": float(low), "high": float(high), "verdict": verdict,
+            "n": n}
 
 
 @dataclass
-class Comparison:
-    """What :func:`compare_methods` measured.
+class Race:
+    """What :func:`run_race` measured.
 
-    ``runs[name]`` is a :class:`curvlib.compare.RunStats` (per-step minibatch losses over the
-    reporting seeds, final training loss and validation accuracy); ``time[name]`` holds the
-    wall-clock seconds after each step, ``(seeds, steps)``; ``best_lr``, ``scores`` and
-    ``at_edge`` record the tuning on the shared grid; ``models[name]`` the network trained
-    from the first reporting seed.
+    ``tunings[name]`` is the :class:`curvbook.kronecker_race.Tuning` of each entry and
+    ``settings[name]`` its chosen hyperparameters; ``runs[name]`` a
+    :class:`curvlib.compare.RunStats` of the reported runs of curvlib's own optimizer at
+    that setting (per-step minibatch losses over the reporting seeds, final training loss,
+    test accuracy); ``time[name]`` the wall-clock seconds after each step, ``(seeds,
+    steps)``; ``models[name]`` and ``optimizers[name]`` the network and optimizer object of
+    the first reporting seed (read the hyperparameters from ``optimizers[name].defaults``).
     """
-    lr_grid: tuple
     steps: int
     batch_size: int
     sizes: tuple
-    best_lr: dict
-    scores: dict
-    at_edge: dict
+    seeds: tuple
+    tune_seeds: tuple
+    methods: dict
+    tunings: dict
+    settings: dict
     runs: dict
     time: dict
     models: dict = field(default_factory=dict)
+    optimizers: dict = field(default_factory=dict)
 
     @property
     def names(self):
         return list(self.runs)
 
     def steps_to(self, target):
-        """Per method, the median over seeds of the first step whose minibatch loss is
+        """Per entry, the median over seeds of the first step whose minibatch loss is
         <= ``target`` (``inf`` if a seed never gets there)."""
         return {n: float(np.median(r.steps_to(target))) for n, r in self.runs.items()}
 
+    def paired(self, a, b, metric="train_loss"):
+        """:func:`paired_interval` of ``a`` against ``b`` over the reporting seeds: final
+        training loss as a ratio (``"train_loss"``), test accuracy as a difference
+        (``"val_acc"``)."""
+        check_choice("metric", metric, ("train_loss", "val_acc"))
+        return paired_interval(getattr(self.runs[a], metric), getattr(self.runs[b], metric),
+                               log=metric == "train_loss")
 
-def _report_run(make_optimizer, lr, sizes, data, steps, batch_size, seed):
+    def ranking(self, metric="train_loss"):
+        """The entries from best to worst by the mean over seeds (lowest loss, highest
+        accuracy), with the paired verdict of each against the next:
+        ``[(name, verdict against the next or None), ...]``."""
+        sign = 1 if metric == "train_loss" else -1
+        key = (lambda n: np.mean(np.log(self.runs[n].train_loss))) if metric == "train_loss" \
+            else (lambda n: -np.mean(self.runs[n].val_acc))
+        order = sorted(self.runs, key=lambda n: (key(n), n))
+        out = []
+        for i, n in enumerate(order):
+            if i + 1 == len(order):
+                out.append((n, None))
+                continue
+            v = self.paired(n, order[i + 1], metric)["verdict"]
+            better = "lower" if sign > 0 else "higher"
+            out.append((n, "separated" if v == better else "inconclusive"))
+        return out
+
+
+def _report_run(method, setting, sizes, data, steps, batch_size, seed):
     from curvlib.train import train, evaluate
 
     model = mlp(list(sizes), "tanh", seed=seed)
-    res = train(model, make_optimizer(model, lr), data.train, steps=steps,
-                batch_size=batch_size, seed=seed, diverge_factor=compare.DIVERGE_FACTOR)
+    opt = build_optimizer(method, model, setting)
+    res = train(model, opt, data.train, steps=steps, batch_size=batch_size, seed=seed,
+                diverge_factor=compare.DIVERGE_FACTOR)
     loss, times = np.full(steps, np.nan), np.full(steps, np.nan)
     loss[res.step], times[res.step] = res.loss, res.time
     with torch.no_grad():
@@ -262,59 +391,56 @@ def _report_run(make_optimizer, lr, sizes, data, steps, batch_size, seed):
     acc = evaluate(model, data.X_test, data.y_test)
     if res.diverged or not math.isfinite(train_loss):
         train_loss, val_loss, acc = math.inf, math.inf, 0.0
-    return model, loss, times, res.diverged_at, train_loss, val_loss, acc
+    return model, opt, loss, times, res.diverged_at, train_loss, val_loss, acc
 
 
-def compare_methods(data, *, methods=None, lr_grid=LR_GRID, seeds=compare.DEFAULT_SEEDS,
-                    tune_seeds=(100,), steps=40, batch_size=256, sizes=DIGITS_SIZES):
-    r"""Train an MLP with every method at its tuned learning rate from every seed.
+def run_race(data, *, spaces=None, seeds=tuple(range(8)), tune_seeds=(100, 101, 102), steps=40,
+             batch_size=256, margin=0.05, screen=2.0, sizes=DIGITS_SIZES):
+    r"""Tune every entry by one protocol, then train each from the same reporting seeds.
 
-    Protocol (:mod:`curvlib.compare`): each method's learning rate is chosen on the same
-    ``lr_grid`` by the full training loss after ``steps`` minibatch steps from the tuning
-    seeds (separate from the reporting seeds; SGD and Adam use compare's vectorised path,
-    K-FAC and Shampoo its reference loop); then every method is trained from each of
-    ``seeds`` (at least five) through :func:`curvlib.train.train`, which records the loss and
-    the wall time of every step. The seed fixes the initial weights and the minibatch order,
-    so all methods see the same data in the same order.
-
-    ``data`` is a :class:`curvlib.data.Split`; ``methods`` maps names to
-    ``(model, lr) -> optimizer`` (default :data:`METHODS`). Returns a :class:`Comparison`.
+    ``spaces`` maps a name to ``(method, axes, fixed)`` (default :func:`race_spaces`).
+    Tuning: :func:`curvbook.kronecker_race.tune` (every setting from the first tuning seed,
+    the finalists from all of ``tune_seeds``, the choice by the mean final training loss
+    with a relative ``margin``, windows widened until the choice is inside them), on the
+    batched fast path. Reporting: every entry at its chosen setting, trained by curvlib's
+    own optimizer through :func:`curvlib.train.train` from each of ``seeds`` (at least five,
+    disjoint from the tuning seeds), recording the loss and wall time of every step. A seed
+    fixes the initial weights and the minibatch order, so at a given seed every entry starts
+    from the same network and sees the same batches: the comparisons are paired.
+    ``data`` is a :class:`curvlib.data.Split`. Returns a :class:`Race`.
     """
-    methods = dict(METHODS if methods is None else methods)
-    if not methods:
-        raise ValueError("methods must not be empty")
-    for name, make in methods.items():
-        if not callable(make):
-            raise TypeError(f"methods[{name!r}] must be callable (model, lr) -> optimizer")
+    spaces = dict(race_spaces() if spaces is None else spaces)
+    if not spaces:
+        raise ValueError("spaces must not be empty")
+    for name, entry in spaces.items():
+        if not (isinstance(entry, tuple) and len(entry) == 3):
+            raise TypeError(f"spaces[{name!r}] must be (method, axes, fixed)")
     seeds = tuple(check_int("seeds", s, minimum=0) for s in seeds)
     if len(seeds) < 5:
         raise ValueError(f"seeds must hold at least 5 seeds for a fair comparison, got {len(seeds)}")
+    tune_seeds = tuple(check_int("tune_seeds", s, minimum=0) for s in tune_seeds)
+    if set(seeds) & set(tune_seeds):
+        raise ValueError("tune_seeds must be disjoint from seeds (tuning runs are not reported)")
     steps = check_int("steps", steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    grid = tuple(sorted(check_positive("lr_grid", v) for v in lr_grid))
-    if not grid:
-        raise ValueError("lr_grid must not be empty")
-    split = (data.X_train, data.y_train, data.X_test, data.y_test)
-    best, scores, at_edge, runs, times, models = {}, {}, {}, {}, {}, {}
-    for name, make in methods.items():
-        make_model, factory = _paired(sizes, make)
-        lr, sc = compare.tune_lr(factory, grid, make_model, split, steps=steps,
-                                 tune_seeds=tune_seeds, batch_size=batch_size,
-                                 select="train_loss")
-        best[name], scores[name] = lr, sc
-        at_edge[name] = len(grid) > 1 and lr in (grid[0], grid[-1])
-        out = [_report_run(make, lr, sizes, data, steps, batch_size, s) for s in seeds]
-        models[name] = out[0][0]
+    methods, tunings, settings, runs, times, models, opts = {}, {}, {}, {}, {}, {}, {}
+    for name, (method, axes, fixed) in spaces.items():
+        tu = tune(method, axes, data, fixed=fixed, tune_seeds=tune_seeds, steps=steps,
+                  batch_size=batch_size, margin=margin, screen=screen, sizes=sizes)
+        setting = dict(tu.best)
+        out = [_report_run(method, setting, sizes, data, steps, batch_size, s) for s in seeds]
+        methods[name], tunings[name], settings[name] = method, tu, setting
+        models[name], opts[name] = out[0][0], out[0][1]
         runs[name] = compare.RunStats(
-            name=name, lr=lr, seeds=seeds, loss=np.stack([o[1] for o in out]),
+            name=name, lr=setting["lr"], seeds=seeds, loss=np.stack([o[2] for o in out]),
             grad_norm=np.full((len(seeds), steps), np.nan),
-            train_loss=np.array([o[4] for o in out]), val_loss=np.array([o[5] for o in out]),
-            val_acc=np.array([o[6] for o in out]),
-            diverged=[(s, o[3]) for s, o in zip(seeds, out) if o[3] is not None])
-        times[name] = np.stack([o[2] for o in out])
-    return Comparison(lr_grid=grid, steps=steps, batch_size=batch_size, sizes=tuple(sizes),
-                      best_lr=best, scores=scores, at_edge=at_edge, runs=runs, time=times,
-                      models=models)
+            train_loss=np.array([o[5] for o in out]), val_loss=np.array([o[6] for o in out]),
+            val_acc=np.array([o[7] for o in out]),
+            diverged=[(s, o[4]) for s, o in zip(seeds, out) if o[4] is not None])
+        times[name] = np.stack([o[3] for o in out])
+    return Race(steps=steps, batch_size=batch_size, sizes=tuple(sizes), seeds=seeds,
+                tune_seeds=tune_seeds, methods=methods, tunings=tunings, settings=settings,
+                runs=runs, time=times, models=models, optimizers=opts)
 
 
 def time_grid_losses(loss, times, points=60):
@@ -339,7 +465,7 @@ def time_grid_losses(loss, times, points=60):
     return grid, out
 
 
-def plot_comparison(result, flops_per_step=None, axes=None):
+def plot_comparison(result, flops_per_step=None, axes=None):  # a Race
     """Minibatch loss against steps and against wall time (mean and a band of one standard
     deviation of the log loss over seeds); with ``flops_per_step`` (a dict method ->
     :func:`step_flops`) also against the cumulative floating-point operations, the
@@ -428,16 +554,19 @@ def layer_state_bytes(layers, *, bias=True, dtype="float32", max_preconditioner_
     return rows
 
 
-def resnet50_state_bytes(dtype="float32", max_preconditioner_dim=1024):
+def resnet50_state_bytes(dtype="float32", max_preconditioner_dim=None):
     r"""Optimizer-state bytes of each method for ResNet-50 (:func:`curvlib.memory.resnet_layers`).
 
     K-FAC treats a convolution with :math:`c_\text{in}` input and :math:`c_\text{out}` output
     channels and a :math:`k\times k` kernel as a layer with :math:`c_\text{in}k^2` inputs
     (Grosse & Martens, 2016, "A Kronecker-factored approximate Fisher matrix for convolution
-    layers", ICML); batch-norm parameters take plain SGD-momentum steps. Shampoo
-    preconditions every dimension of every weight tensor (including the 1-D batch-norm
-    vectors) up to ``max_preconditioner_dim``; larger dimensions (ResNet-50's 2048 channels)
-    go unpreconditioned on that side. Counted with meta tensors, so nothing is allocated.
+    layers", ICML), with full factors however large (up to :math:`4608^2` for the last
+    stage's :math:`3\times3` convolutions); batch-norm parameters take plain SGD-momentum
+    steps. Shampoo preconditions every dimension of every weight tensor (including the 1-D
+    batch-norm vectors) with a full factor too by default (``max_preconditioner_dim=None``),
+    so the two are counted alike; an integer leaves larger dimensions unpreconditioned, as
+    curvlib's :class:`~curvlib.second_order.Shampoo` does. Counted with meta tensors, so
+    nothing is allocated.
     """
     size = memory.dtype_bytes(dtype)
     tdtype = {4: torch.float32, 8: torch.float64, 2: torch.float16}[size]
@@ -463,12 +592,14 @@ def resnet50_state_bytes(dtype="float32", max_preconditioner_dim=1024):
             "SGD+momentum": memory.optimizer_state_bytes("momentum", n, dtype),
             "Adam": memory.optimizer_state_bytes("adam", n, dtype, n_tensors=len(tensors)),
             "K-FAC": kfac,
-            "Shampoo": shampoo_bytes(tensors, max_preconditioner_dim=max_preconditioner_dim),
+            "Shampoo": shampoo_bytes(tensors, max_preconditioner_dim=max(
+                max(t.shape) for t in tensors) if max_preconditioner_dim is None else
+                check_int("max_preconditioner_dim", max_preconditioner_dim, minimum=1)),
             "Hessian": memory.hessian_bytes(n, dtype)}
 
 
 def step_flops(layers, method, batch_size, *, bias=True, factor_interval=1,
-               inverse_interval=10):
+               inverse_interval=10, fisher="true"):
     r"""Floating-point operations of one training step, leading terms: a cost proxy.
 
     For ``nn.Linear`` layers ``[(n_in, n_out), ...]`` and a batch of :math:`B` examples, per
@@ -478,7 +609,9 @@ def step_flops(layers, method, batch_size, *, bias=True, factor_interval=1,
     * every method: forward and backward, :math:`6Bp` (one multiply-add per weight and
       example forward, two backward);
     * SGD+momentum :math:`3p`, Adam :math:`12p` for the update arithmetic;
-    * K-FAC: factor statistics :math:`2B(d_a^2+d_g^2)` every ``factor_interval`` steps, the two
+    * K-FAC: factor statistics :math:`2B(d_a^2+d_g^2)` every ``factor_interval`` steps
+      (they grow with the batch), with ``fisher="true"`` a second backward pass for the
+      sampled targets, :math:`2Bp` for every layer but the first, as often; the two
       eigendecompositions :math:`9(d_a^3+d_g^3)` (:func:`curvlib.memory.inversion_flops`,
       ``"eig"``) every ``inverse_interval`` steps, and four matrix products to precondition,
       :math:`4p(d_a+d_g)`;
@@ -495,9 +628,10 @@ def step_flops(layers, method, batch_size, *, bias=True, factor_interval=1,
     B = check_int("batch_size", batch_size, minimum=1)
     fi = check_int("factor_interval", factor_interval, minimum=1)
     ii = check_int("inverse_interval", inverse_interval, minimum=1)
+    check_choice("fisher", fisher, ("true", "empirical"))
     eig = lambda n: memory.inversion_flops(n, "eig")  # noqa: E731
     total = 0.0
-    for n_in, n_out in pairs:
+    for i, (n_in, n_out) in enumerate(pairs):
         da, dg = n_in + bool(bias), n_out
         p = da * dg
         total += 6.0 * B * p
@@ -508,6 +642,8 @@ def step_flops(layers, method, batch_size, *, bias=True, factor_interval=1,
         elif method == "K-FAC":
             total += 2.0 * B * (da * da + dg * dg) / fi + (eig(da) + eig(dg)) / ii \
                 + 4.0 * p * (da + dg) + 3.0 * p
+            if fisher == "true" and i > 0:
+                total += 2.0 * B * p / fi
         else:
             w = n_in * n_out
             total += 4.0 * w * (n_in + n_out) + (eig(n_in) + eig(n_out)) / ii + 6.0 * w
