@@ -54,10 +54,11 @@ from .kronecker_race import Axis, half_decades, tune
 
 __all__ = ["DIGITS_SIZES", "LR_LADDER", "PUBLISHED", "REFRESH", "race_spaces", "build_optimizer",
            "kron_identity_check", "kfac_factor_error", "paired_interval", "Race", "run_race",
+           "describe", "step_differences",
            "plot_comparison", "time_grid_losses",
            "layer_state_bytes", "resnet50_state_bytes", "step_flops",
            "adam_success_curve", "ALGOPERF", "plot_algoperf", "plot_selection_chart",
-           "cost_explorer", "EXPLORERS"]
+           "cost_explorer", "WIDGET_SIZES", "EXPLORERS"]
 
 #: The digits network of the chapter: 64 pixels -> 32 tanh units -> 10 classes.
 DIGITS_SIZES = (64, 32, 10)
@@ -96,9 +97,10 @@ REFRESH = 10
 
 
 def _one_minus_ladder(home, lo_k, hi_k, low_end=None, high_end=None):
-    """``1 - (1 - home) * 10**(k/2)`` for k in [lo_k, hi_k] (rungs half a decade apart in
-    ``1 - beta`` around the published value), with optional end rungs; ascending."""
-    rungs = {1 - (1 - home) * 10 ** (k / 2) for k in range(lo_k, hi_k + 1)}
+    """``1 - (1 - home) * 10**k`` for integer k in [lo_k, hi_k] (rungs a decade apart in
+    ``1 - beta`` around the published value), those in (0, 1), with optional end rungs;
+    ascending."""
+    rungs = {1 - (1 - home) * 10.0 ** k for k in range(lo_k, hi_k + 1)}
     rungs = {r for r in rungs if 0 < r < 1} | {v for v in (low_end, high_end) if v is not None}
     return tuple(sorted(rungs))
 
@@ -113,20 +115,28 @@ def race_spaces():
     Every learning rate lives on :data:`LR_LADDER` (windows start four rungs wide and widen
     until the choice is inside). K-FAC also tunes its damping (decades, starting around the
     published 1e-3) and whether to clip the step's KL (the published 1e-3, or no clip as in
-    Martens & Grosse); Shampoo its first moment ``beta1`` and statistics decay ``beta2``
-    (rungs half a decade apart in ``1 - beta`` around the published values; ``beta1`` down
-    to 0, no first moment; ``beta2`` from 0.1, a memory of about one step, up to 1, Gupta et
-    al.'s plain sum) and its grafting (the published Adam grafting, or AdaGrad's, Gupta et
-    al.'s and curvlib's default). Held fixed: SGD's momentum 0.9, Adam's defaults, K-FAC's
-    momentum 0.9 and statistics decay 0.95 (published), factors every step and inverses
-    every :data:`REFRESH` steps, the true Fisher; Shampoo's epsilon and grafting epsilon
-    1e-8 (published), roots every :data:`REFRESH` steps, no heavy-ball momentum (published).
+    Martens & Grosse). Shampoo also tunes its first moment ``beta1`` and statistics decay
+    ``beta2`` (rungs a decade apart in ``1 - beta`` around the published values; ``beta1``
+    down to 0, no first moment; ``beta2`` down to 0.1, a memory of about one step, and up to
+    1, Gupta et al.'s plain sum), its ``epsilon`` (two decades apart around the published
+    1e-8) and its grafting (the published Adam grafting, or AdaGrad's, Gupta et al.'s and
+    curvlib's default). Windows start at the published values and widen when a choice sits at
+    their edge. Held fixed: SGD's momentum 0.9, Adam's defaults, K-FAC's momentum 0.9 and
+    statistics decay 0.95 (published), factors every step and inverses every
+    :data:`REFRESH` steps, the true Fisher; Shampoo's grafting epsilon 1e-8 (published), roots
+    every :data:`REFRESH` steps, no heavy-ball momentum (published).
     """
     sh = PUBLISHED["Shampoo"]
-    beta1 = _one_minus_ladder(sh["beta1"], -4, 2, low_end=0.0)     # 0, 0.327, ..., 0.99933
-    beta2 = _one_minus_ladder(sh["beta2"], -2, 4, low_end=0.1, high_end=1.0)
+    beta1 = _one_minus_ladder(sh["beta1"], -3, 1, low_end=0.0)        # 0, 0.327, 0.933, ...
+    beta2 = _one_minus_ladder(sh["beta2"], -2, 2, low_end=0.1, high_end=1.0)
+    epsilon = tuple(float(10.0 ** k) for k in range(-12, 0, 2))
     damping = tuple(float(10.0 ** k) for k in range(-7, 2))
     lr = LR_LADDER
+
+    def home(ladder, value):
+        return ladder[min(range(len(ladder)), key=lambda i: abs(ladder[i] - value))]
+
+    b1, b2 = home(beta1, sh["beta1"]), home(beta2, sh["beta2"])
     return {
         "SGD+momentum": ("SGD+momentum", {"lr": _lr_axis(lr[6], lr[9])}, {"momentum": 0.9}),
         "Adam": ("Adam", {"lr": _lr_axis(lr[6], lr[9])}, {}),
@@ -139,13 +149,12 @@ def race_spaces():
              "inverse_interval": REFRESH, "fisher": "true"}),
         "Shampoo": ("Shampoo", {
             "lr": _lr_axis(lr[6], lr[9]),
-            "beta1": Axis(beta1, 0, len(beta1) - 3, home=beta1[min(
-                range(len(beta1)), key=lambda i: abs(beta1[i] - sh["beta1"]))]),
-            "beta2": Axis(beta2, 0, len(beta2) - 1, home=beta2[min(
-                range(len(beta2)), key=lambda i: abs(beta2[i] - sh["beta2"]))]),
+            "beta1": Axis(beta1, 0, beta1.index(b1) + 1, home=b1),
+            "beta2": Axis(beta2, 0, beta2.index(b2), home=b2),
+            "epsilon": Axis(epsilon, epsilon.index(1e-8), epsilon.index(1e-4),
+                            home=sh["epsilon"]),
             "grafting": Axis(("adam", "adagrad"), 0, 1, home="adam", ordered=False)},
-            {"epsilon": sh["epsilon"], "graft_eps": sh["graft_eps"], "momentum": 0.0,
-             "update_interval": REFRESH}),
+            {"graft_eps": sh["graft_eps"], "momentum": 0.0, "update_interval": REFRESH}),
     }
 
 
@@ -282,6 +291,72 @@ def kfac_factor_error(model, X, y, layer=-1, *, fisher="empirical", damping=1e-3
 
 
 # --------------------------------------------------------------------------------------
+# The chapter's written-out steps against curvlib's optimizers
+# --------------------------------------------------------------------------------------
+def step_differences(kfac_step, shampoo_step, steps=3, seed=0):
+    """Largest absolute difference between the weights after ``steps`` steps of the
+    chapter's ``kfac_step`` / ``shampoo_step`` and of curvlib's
+    :class:`~curvlib.second_order.KFAC` / :class:`~curvlib.second_order.Shampoo` (float64, no
+    momentum or KL clip, a refresh every other step) on a
+    5-4-3 tanh network with random data. Returns ``{"K-FAC": ..., "Shampoo": ...}``."""
+    from torch import nn
+
+    out = {}
+    for name in ("K-FAC", "Shampoo"):
+        torch.manual_seed(seed)
+        bias = name == "K-FAC"
+        net = nn.Sequential(nn.Linear(5, 4, bias=bias), nn.Tanh(),
+                            nn.Linear(4, 3, bias=bias)).double()
+        linears = [net[0], net[2]]
+        if bias:
+            opt = KFAC(net, lr=0.3, damping=0.02, momentum=0.0, kl_clip=None,
+                       inverse_interval=2, seed=seed)
+            sampler = torch.Generator().manual_seed(seed)
+        else:
+            opt = Shampoo(net.parameters(), lr=0.05, beta1=0.7, beta2=0.95, epsilon=1e-7,
+                          grafting="adam", graft_eps=1e-8, update_interval=2)
+        states, worst = [{}, {}], 0.0
+        gen = torch.Generator().manual_seed(seed + 1)
+        for t in range(steps):
+            x = torch.randn(16, 5, generator=gen, dtype=torch.float64)
+            y = torch.randint(0, 3, (16,), generator=gen)
+            seen = []
+            hooks = [m.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+                     for m in linears]
+            net.eval()      # the optimizer's own hooks skip this pass
+            out_ = net(x)
+            net.train()
+            for h in hooks:
+                h.remove()
+            params = [p for m in linears for p in m.parameters()]
+            grads = torch.autograd.grad(F.cross_entropy(out_, y), params, retain_graph=True)
+            if bias:
+                u = torch.rand(len(x), generator=sampler, dtype=torch.float64)
+                target = KFAC.sample_targets(out_, u)
+                gs = torch.autograd.grad(F.cross_entropy(out_, target, reduction="sum"),
+                                         [o for _, o in seen])
+                mine = []
+                for i, ((a, _), g) in enumerate(zip(seen, gs)):
+                    a1 = torch.cat([a.detach(), torch.ones(len(a), 1, dtype=a.dtype)], 1)
+                    W = torch.cat([linears[i].weight, linears[i].bias[:, None]], 1).detach()
+                    grad = torch.cat([grads[2 * i], grads[2 * i + 1][:, None]], 1)
+                    mine.append(kfac_step(W, grad, a1, g, states[i], 0.3, 0.02,
+                                          refresh=t % 2 == 0))
+            else:
+                mine = [shampoo_step(m.weight.detach(), g, st, 0.05, 0.7, 0.95, 1e-7, 1e-8,
+                                     refresh=t % 2 == 0)
+                        for m, g, st in zip(linears, grads, states)]
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+            for m, W in zip(linears, mine):
+                got = torch.cat([m.weight, m.bias[:, None]], 1) if bias else m.weight
+                worst = max(worst, float((got.detach() - W).abs().max()))
+        out[name] = worst
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # The comparison: tune on one grid, report over seeds, record wall time
 # --------------------------------------------------------------------------------------
 def paired_interval(x, y, *, log=False, level=0.95):
@@ -375,6 +450,27 @@ class Race:
         return out
 
 
+def describe(optimizer):
+    """The hyperparameters of a race entry, read from the optimizer object itself
+    (``optimizer.defaults``), as short text: what the chapter states."""
+    d = optimizer.defaults
+    g = lambda v: f"{v:.3g}"  # noqa: E731
+    if isinstance(optimizer, KFAC):
+        clip = "no KL clip" if d["kl_clip"] is None else f"KL clip {g(d['kl_clip'])}"
+        return (f"lr {g(d['lr'])}, damping {g(d['damping'])}, {clip}; {d['fisher']} Fisher, "
+                f"momentum {g(d['momentum'])}, factor decay {g(d['factor_decay'])}, "
+                f"inverses every {d['inverse_interval']} steps")
+    if isinstance(optimizer, Shampoo):
+        graft = "no" if d["grafting"] is None else d["grafting"].replace("adam", "Adam").replace(
+            "adagrad", "AdaGrad").replace("sgd", "SGD")
+        return (f"lr {g(d['lr'])}, β₁ {g(d['beta1'])}, β₂ {g(d['beta2'])}, {graft} grafting; "
+                f"ε {g(d['epsilon'])}, roots every {d['update_interval']} steps, "
+                f"momentum {g(d['momentum'])}")
+    if "betas" in d:
+        return f"lr {g(d['lr'])}; β {tuple(float(b) for b in d['betas'])}, ε {g(d['eps'])}"
+    return f"lr {g(d['lr'])}; momentum {g(d['momentum'])}"
+
+
 def _report_run(method, setting, sizes, data, steps, batch_size, seed):
     from curvlib.train import train, evaluate
 
@@ -465,26 +561,32 @@ def time_grid_losses(loss, times, points=60):
     return grid, out
 
 
-def plot_comparison(result, flops_per_step=None, axes=None):  # a Race
+def plot_comparison(result, flops_per_step=None, axes=None, names=None):
     """Minibatch loss against steps and against wall time (mean and a band of one standard
-    deviation of the log loss over seeds); with ``flops_per_step`` (a dict method ->
-    :func:`step_flops`) also against the cumulative floating-point operations, the
-    deterministic cost proxy. Wall time varies from run to run and machine to machine, so it
-    is shown here and never quoted as a number. Returns the axes."""
+    deviation of the log loss over seeds) for the entries ``names`` of a :class:`Race`
+    (default all); with ``flops_per_step`` (a dict entry -> :func:`step_flops`) also against
+    the cumulative floating-point operations, the deterministic cost proxy. Wall time varies
+    from run to run and machine to machine, so it is shown here and never quoted as a number.
+    Returns the axes."""
     import matplotlib.pyplot as plt
     from curvlib import plots
 
+    names = list(result.runs) if names is None else list(names)
+    unknown = set(names) - set(result.runs)
+    if unknown:
+        raise ValueError(f"names has entries the race does not: {sorted(unknown)}")
     panels = 2 if flops_per_step is None else 3
     if flops_per_step is not None:
-        missing = set(result.runs) - set(flops_per_step)
+        missing = set(names) - set(flops_per_step)
         if missing:
             raise ValueError(f"flops_per_step lacks {sorted(missing)}")
     if axes is None:
         _, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), layout="constrained")
     steps = np.arange(1, result.steps + 1)
-    for i, (name, r) in enumerate(result.runs.items()):
+    for i, name in enumerate(names):
+        r = result.runs[name]
         color = f"C{i}"
-        label = f"{name} (lr={r.lr:g})"
+        label = f"{name} (lr={r.lr:.3g})"
         plots.mean_band(steps, r.loss, ax=axes[0], log_y=True, color=color, label=label)
         grid, res = time_grid_losses(r.loss, result.time[name])
         plots.mean_band(grid * 1e3, res, ax=axes[1], log_y=True, color=color, label=label,
@@ -494,7 +596,7 @@ def plot_comparison(result, flops_per_step=None, axes=None):  # a Race
                             color=color, label=label, xlabel="cumulative Mflop (cost proxy)")
     for ax in axes:
         plots.plain_log_ticks(ax, "y")
-    n = len(next(iter(result.runs.values())).seeds)
+    n = len(result.runs[names[0]].seeds)
     axes[0].set(xlabel="step", ylabel="minibatch training loss", title=f"against steps ({n} seeds)")
     axes[1].set(ylabel="minibatch training loss", title="against wall time (this run)")
     if panels == 3:
@@ -812,7 +914,11 @@ def plot_selection_chart(notes=None, ax=None):
 _WIDGET_METHODS = ("SGD+momentum", "Adam", "K-FAC", "Shampoo")
 
 
-def cost_explorer(d_in=(64, 512, 4096), d_out=(10, 512, 4096), batch_sizes=(32, 1024)):
+#: The widget's layer sizes: six positions per slider, a factor 4 apart.
+WIDGET_SIZES = (16, 64, 256, 1024, 4096, 16384)
+
+
+def cost_explorer(d_in=WIDGET_SIZES, d_out=WIDGET_SIZES, batch_sizes=(32, 1024)):
     """Explorer: one ``Linear(d_in, d_out)`` layer; bytes of optimizer state (with the exact
     Hessian block for scale) and floating-point operations per step of each method, relative
     to SGD's, at each batch size in ``batch_sizes``.
@@ -844,11 +950,13 @@ def cost_explorer(d_in=(64, 512, 4096), d_out=(10, 512, 4096), batch_sizes=(32, 
         # kept lean (few texts, no legend or title): an uncached redraw stays near 100 ms
         row, ratios = table[(d_in, d_out)]
         ax1, ax2 = fig.subplots(1, 2)
+        # room for the longest method name at the left (fixed margins keep a redraw cheap)
+        fig.subplots_adjust(left=0.2, right=0.98, wspace=0.08)
         y = np.arange(len(names))[::-1]
         ax1.barh(y, [row[m] for m in names], color=[colors[m] for m in names])
-        ax1.set_yticks(y, names, fontsize=8)
+        ax1.set_yticks(y, names, fontsize=9)
         ax1.set_xscale("log")
-        ax1.set_xlim(1e2, 1e16)
+        ax1.set_xlim(1e2, 1e19)
         # plain labels, no minor ticks: mathtext labels would cost most of a redraw
         ax1.set_xticks([1e3, 1e9, 1e15], ["1 kB", "1 GB", "1 PB"])
         ax1.xaxis.set_minor_locator(NullLocator())
@@ -861,8 +969,8 @@ def cost_explorer(d_in=(64, 512, 4096), d_out=(10, 512, 4096), batch_sizes=(32, 
                      color=[colors[m] for m in _WIDGET_METHODS], alpha=1.0 - 0.45 * j)
         ax2.set_yticks([])
         ax2.set_xscale("log")
-        ax2.set_xlim(0.5, 1e4)
-        ax2.set_xticks([1, 100], ["1x", "100x"])
+        ax2.set_xlim(0.5, 1e6)
+        ax2.set_xticks([1, 100, 1e4], ["1x", "100x", "10000x"])
         ax2.xaxis.set_minor_locator(NullLocator())
         ax2.axvline(1, color="0.4", lw=0.8)
         ax2.set_xlabel("flops per step / SGD's (dark: batch %d)" % batch_sizes[0], fontsize=9)
@@ -875,8 +983,7 @@ def cost_explorer(d_in=(64, 512, 4096), d_out=(10, 512, 4096), batch_sizes=(32, 
 
     return Explorer(render, {"d_in": list(d_in), "d_out": list(d_out)},
                     labels={"d_in": "inputs", "d_out": "outputs"},
-                    initial={"d_in": d_in[min(1, len(d_in) - 1)],
-                             "d_out": d_out[min(1, len(d_out) - 1)]},
+                    initial={"d_in": d_in[len(d_in) // 2], "d_out": d_out[len(d_out) // 2]},
                     figsize=(7.2, 3.2),
                     alt="Bar charts of optimizer-state bytes and flops per step for SGD, Adam, "
                         "K-FAC and Shampoo on one linear layer")

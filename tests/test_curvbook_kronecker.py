@@ -241,7 +241,8 @@ def test_race_spaces_start_from_the_published_configurations():
     assert axes["beta1"].home == pytest.approx(pub["beta1"], abs=1e-12)
     assert axes["beta2"].home == pytest.approx(pub["beta2"], abs=1e-12)
     assert axes["grafting"].home == pub["grafting"] == "adam"
-    assert fixed["epsilon"] == pub["epsilon"] and fixed["graft_eps"] == pub["graft_eps"]
+    assert axes["epsilon"].home == pub["epsilon"] and fixed["graft_eps"] == pub["graft_eps"]
+    assert pub["beta1"] in axes["beta1"].ladder[axes["beta1"].lo:axes["beta1"].hi + 1]
     assert 0.0 in axes["beta1"].ladder and 1.0 in axes["beta2"].ladder
     _, axes, fixed = spaces["K-FAC"]
     assert axes["damping"].home == K.PUBLISHED["K-FAC"]["damping"]
