@@ -26,7 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import rules
-from ._checks import check_int, check_nonnegative, check_positive, check_unit_interval
+from ._checks import (check_choice, check_int, check_nonnegative, check_positive,
+                      check_unit_interval)
 
 __all__ = ["KFAC", "Shampoo", "kfac_bytes", "shampoo_bytes", "kfac_layers"]
 
@@ -93,16 +94,25 @@ class KFAC(torch.optim.Optimizer):
     added to the gradient before preconditioning). Parameters outside ``Linear``/``Conv2d``
     layers (e.g. batch norm) take plain SGD steps with the same settings.
 
-    :math:`g` here is the gradient of the loss actually being minimised (the empirical
-    Fisher variant); Martens & Grosse back-propagate targets sampled from the model's
-    predictive distribution instead, which needs a second backward pass. Kunstner, Balles &
-    Hennig (2019), "Limitations of the empirical Fisher approximation for natural gradient
-    descent", *NeurIPS*, show where the two differ. The layers' inputs
-    and output gradients are caught by hooks during ``forward``/``backward`` in training
-    mode, so call ``step()`` after ``loss.backward()`` as with any optimizer. The defaults
-    are those that trained small MLPs on digits well here; the widely used K-FAC-PyTorch
-    code (Wang et al.) uses ``damping=kl_clip=1e-3``, factors every 10 and inverses every
-    100 steps for CIFAR networks.
+    **Which Fisher** (``fisher``). With ``"true"`` (the default, as Martens & Grosse), :math:`g`
+    is the output gradient of the loss at targets *sampled from the model's predictive
+    distribution*, :math:`\hat y_i\sim\operatorname{softmax}(z_i)`, so :math:`G` estimates
+    :math:`\mathbb{E}_{y\sim p}[gg^\top]`, the Fisher's own factor. The model's output is
+    read as the logits of a categorical distribution over dimension 1 (the convention of
+    :func:`torch.nn.functional.cross_entropy`); each target is drawn by inverse-CDF sampling,
+    :math:`\hat y_i = \min\{c : \sum_{k\le c} p_{ik} > u_i\}`, with :math:`u_i\sim U(0,1)` from
+    a generator seeded by ``seed``. The gradient of the sampled loss
+    :math:`\frac1N\sum_i\ell(z_i,\hat y_i)` with respect to every layer's output is taken
+    with :func:`torch.autograd.grad` inside the model's forward pass (a forward hook on the
+    model), keeping the graph for the caller's own ``backward``: one extra backward pass,
+    to the layer outputs only. With ``"empirical"``, :math:`g` is the gradient of the loss
+    actually being minimised, at the data's labels (no extra pass, any loss); Kunstner,
+    Balles & Hennig (2019), "Limitations of the empirical Fisher approximation for natural
+    gradient descent", *NeurIPS*, show where the two differ. The layers' inputs and output
+    gradients are caught by hooks during ``forward``/``backward`` in training mode, so call
+    ``step()`` after ``loss.backward()`` as with any optimizer. For other settings: the
+    widely used K-FAC-PyTorch code (Wang et al.) uses ``damping=kl_clip=1e-3``, factors
+    every 10 and inverses every 100 steps for CIFAR networks.
 
     Args:
         model: the network (its ``Linear``/``Conv2d`` layers are preconditioned).
@@ -110,10 +120,13 @@ class KFAC(torch.optim.Optimizer):
         factor_interval, inverse_interval: steps between factor updates and between
             eigendecompositions. kl_clip: :math:`\kappa` or ``None``.
         momentum, weight_decay: as :class:`torch.optim.SGD`.
+        fisher: ``"true"`` (sampled targets) or ``"empirical"`` (the data's labels).
+        seed: seed of the generator that draws the sampled targets (``fisher="true"``).
     """
 
     def __init__(self, model, lr=0.01, damping=1e-2, factor_decay=0.95, momentum=0.9,
-                 weight_decay=0.0, factor_interval=1, inverse_interval=10, kl_clip=1e-2):
+                 weight_decay=0.0, factor_interval=1, inverse_interval=10, kl_clip=1e-2,
+                 fisher="true", seed=0):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         params = [p for p in model.parameters() if p.requires_grad]
@@ -127,6 +140,8 @@ class KFAC(torch.optim.Optimizer):
             factor_interval=check_int("factor_interval", factor_interval, minimum=1),
             inverse_interval=check_int("inverse_interval", inverse_interval, minimum=1),
             kl_clip=None if kl_clip is None else check_positive("kl_clip", kl_clip))
+        defaults["fisher"] = check_choice("fisher", fisher, ("true", "empirical"))
+        seed = check_int("seed", seed, minimum=0)
         super().__init__(params, defaults)
         self._layers = [m for m in kfac_layers(model) if m.weight.requires_grad]
         self._captured = {}
@@ -141,6 +156,15 @@ class KFAC(torch.optim.Optimizer):
                 opt._capture(module, inputs, output)
 
         self._handles = [m.register_forward_hook(capture) for m in self._layers]
+        if fisher == "true":  # after the layers' hooks: a model that is one layer captures first
+            self._generator = torch.Generator().manual_seed(seed)
+
+            def sample(module, inputs, output):
+                opt = owner()
+                if opt is not None:
+                    opt._sampled_grads(output)
+
+            self._handles.append(model.register_forward_hook(sample))
 
     # keep the layer's input and, when backward reaches it, its output gradient
     def _capture(self, module, inputs, output):
@@ -149,11 +173,67 @@ class KFAC(torch.optim.Optimizer):
             return
         slot = {"a": inputs[0].detach()}
         self._captured[module] = slot
+        if self.defaults["fisher"] == "true":
+            slot["s"] = output  # its gradient comes from the sampled targets (_sampled_grads)
+            return
 
         def keep_grad(grad):
             slot["g"] = grad.detach()
 
         output.register_hook(keep_grad)
+
+    @staticmethod
+    def sample_targets(logits, u):
+        r"""Targets drawn from the categorical distribution with these ``logits`` (classes
+        along dimension 1), by inverse-CDF sampling with the uniforms ``u`` (one per
+        prediction, shape ``logits.shape[:1] + logits.shape[2:]``): the first class whose
+        cumulative probability exceeds :math:`u`."""
+        C = logits.shape[1]
+        probs = torch.softmax(logits.detach().movedim(1, -1).reshape(-1, C), -1)
+        cdf = probs.cumsum(-1)
+        target = (cdf < u.reshape(-1, 1).to(cdf.dtype)).sum(-1).clamp_max(C - 1)
+        return target.reshape(logits.shape[:1] + logits.shape[2:])
+
+    def _sampled_grads(self, output):
+        """The layers' output gradients of the loss at targets sampled from the model."""
+        slots = [slot for slot in self._captured.values() if "s" in slot]
+        if not slots:
+            return
+        interval = self.param_groups[0]["factor_interval"]
+        if interval > 1:  # no factor update at the coming step: no extra backward pass
+            first = self.state.get(self._layers[0].weight, {})
+            if first.get("step", 0) % interval:
+                for slot in slots:
+                    del slot["s"]
+                return
+        if not isinstance(output, torch.Tensor) or output.ndim < 2 or output.shape[1] < 2:
+            raise ValueError("fisher='true' reads the model's output as class logits along "
+                             "dimension 1 (at least 2 classes); got an output of shape "
+                             f"{tuple(getattr(output, 'shape', ()))}: use fisher='empirical'")
+        u = torch.rand(output.shape[:1] + output.shape[2:], generator=self._generator,
+                       dtype=torch.float64)
+        target = self.sample_targets(output, u)
+        with torch.enable_grad():
+            sampled = F.cross_entropy(output, target)
+            grads = torch.autograd.grad(sampled, [slot["s"] for slot in slots],
+                                        retain_graph=True, allow_unused=True)
+        for slot, grad in zip(slots, grads):  # None: the layer does not reach the output
+            out = slot.pop("s")
+            slot["g"] = torch.zeros_like(out) if grad is None else grad.detach()
+
+    def state_dict(self):
+        """torch's state dict, plus the state of the target sampler (``fisher="true"``)."""
+        state = super().state_dict()
+        if self.defaults["fisher"] == "true":
+            state["sampler_state"] = self._generator.get_state()
+        return state
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        sampler = state_dict.pop("sampler_state", None)
+        super().load_state_dict(state_dict)
+        if sampler is not None and self.defaults["fisher"] == "true":
+            self._generator.set_state(sampler)
 
     def remove_hooks(self):
         """Detach the optimizer from the model's forward and backward passes."""
@@ -325,13 +405,22 @@ class Shampoo(torch.optim.Optimizer):
     *ICML*. For a gradient :math:`G` of order :math:`k` with dimensions
     :math:`n_1,\dots,n_k`, one statistic per dimension,
 
-    .. math:: H_i \leftarrow \beta_2 H_i + G_{(i)} G_{(i)}^\top \in\mathbb{R}^{n_i\times n_i},
+    .. math:: H_i \leftarrow \beta_2 H_i + (1-\beta_2)\, G_{(i)} G_{(i)}^\top
+              \in\mathbb{R}^{n_i\times n_i}
 
-    (:math:`G_{(i)}` the mode-:math:`i` unfolding; :math:`\beta_2=1` sums as in the paper), and
-    the preconditioned gradient
+    (:math:`G_{(i)}` the mode-:math:`i` unfolding; ``beta2=1`` sums, :math:`H_i \leftarrow
+    H_i + G_{(i)}G_{(i)}^\top`, as in the paper), and the preconditioned gradient
 
-    .. math:: \hat G = G \times_1 (H_1+\epsilon I)^{-1/(2k)} \times_2 \cdots
-              \times_k (H_k+\epsilon I)^{-1/(2k)} .
+    .. math:: \hat G = M \times_1 (\hat H_1+\epsilon I)^{-1/(2k)} \times_2 \cdots
+              \times_k (\hat H_k+\epsilon I)^{-1/(2k)},
+
+    with :math:`\hat H_i = H_i/(1-\beta_2^t)` (bias correction; :math:`\hat H_i = H_i` when
+    :math:`\beta_2 = 1`) and :math:`M` the gradient, or with ``beta1`` :math:`>0` its
+    bias-corrected moving average :math:`m_t = \beta_1 m_{t-1} + (1-\beta_1)G`,
+    :math:`M = m_t/(1-\beta_1^t)` (the "filtered gradient" of Distributed Shampoo, Shi et al.
+    (2023), "A distributed data-parallel PyTorch implementation of the distributed Shampoo
+    optimizer for training neural networks at-scale", arXiv:2309.06497, whose ``betas`` are
+    ``(beta1, beta2)`` here).
 
     For a matrix this is :math:`L^{-1/4} G R^{-1/4}`; for a vector (a bias) full-matrix
     AdaGrad, :math:`H^{-1/2}g`. The inverse roots come from an eigendecomposition (in
@@ -345,16 +434,22 @@ class Shampoo(torch.optim.Optimizer):
 
     .. math:: D = \hat G\,\frac{\|D_{\text{graft}}\|}{\|\hat G\|},
 
-    with :math:`D_{\text{graft}} = G/(\sqrt{\textstyle\sum_t G_t^2}+\epsilon_g)`
-    (``grafting="adagrad"``, the default, one extra buffer per parameter), :math:`G`
-    (``"sgd"``) or no grafting (``None``: the raw Shampoo step, whose size changes as the
-    statistics grow). The step :math:`D` is taken with :func:`curvlib.rules.sgd`
-    (``momentum``; ``weight_decay`` is added to the gradient first).
+    with :math:`D_{\text{graft}} = M/(\sqrt{\textstyle\sum_t G_t^2}+\epsilon_g)`
+    (``grafting="adagrad"``, the default, one extra buffer per parameter),
+    :math:`D_{\text{graft}} = M/(\sqrt{v_t/(1-\beta^t)}+\epsilon_g)` with
+    :math:`v_t = \beta v_{t-1} + (1-\beta)G_t^2` (``"adam"``: Distributed Shampoo's Adam
+    grafting, a diagonal second moment without its own first moment; :math:`\beta` is
+    ``graft_beta2``, by default ``beta2``, as in the AlgoPerf submission; :math:`\beta=1`
+    makes it AdaGrad's sum), :math:`M` (``"sgd"``) or no grafting (``None``: the raw Shampoo
+    step, whose size changes as the statistics grow). The step :math:`D` is taken with
+    :func:`curvlib.rules.sgd` (``momentum``, heavy ball on :math:`D`; ``weight_decay`` is
+    added to the gradient first). The inverse roots are refreshed at the first step and then
+    every ``update_interval`` steps (Distributed Shampoo's ``precondition_frequency``).
     """
 
     def __init__(self, params, lr=0.01, momentum=0.0, beta2=1.0, epsilon=1e-12,
                  update_interval=1, grafting="adagrad", graft_eps=1e-10, weight_decay=0.0,
-                 max_preconditioner_dim=1024):
+                 max_preconditioner_dim=1024, beta1=0.0, graft_beta2=None):
         defaults = dict(
             lr=check_positive("lr", lr), momentum=check_unit_interval("momentum", momentum),
             beta2=check_unit_interval("beta2", beta2, closed_right=True),
@@ -367,6 +462,11 @@ class Shampoo(torch.optim.Optimizer):
                                              minimum=1))
         if beta2 == 0:
             raise ValueError("beta2 must be positive, got 0.0")
+        defaults["beta1"] = check_unit_interval("beta1", beta1)
+        defaults["graft_beta2"] = None if graft_beta2 is None else check_unit_interval(
+            "graft_beta2", graft_beta2, closed_right=True)
+        if graft_beta2 == 0:
+            raise ValueError("graft_beta2 must be positive, got 0.0")
         super().__init__(params, defaults)
 
     @staticmethod
@@ -376,13 +476,24 @@ class Shampoo(torch.optim.Optimizer):
             if 1 < n <= group["max_preconditioner_dim"]:
                 state[f"H{i}"] = p.new_zeros(n, n)
                 state[f"P{i}"] = p.new_zeros(n, n)
-        if group["grafting"] == "adagrad":
+        if group["grafting"] in ("adagrad", "adam"):
             state["graft_sum"] = torch.zeros_like(p)
+        if group.get("beta1", 0.0) > 0:
+            state["filtered_grad"] = torch.zeros_like(p)
         return state
 
     @staticmethod
-    def _inverse_root(H, order, epsilon):
-        d, Q = torch.linalg.eigh(H.double())
+    def _decay(buffer, beta, update):
+        """``buffer <- beta*buffer + (1-beta)*update``, or the plain sum when ``beta`` is 1."""
+        if beta < 1:
+            buffer.mul_(beta).add_(update, alpha=1 - beta)
+        else:
+            buffer.add_(update)
+        return buffer
+
+    @staticmethod
+    def _inverse_root(H, order, epsilon, correction=1.0):
+        d, Q = torch.linalg.eigh(H.double() / correction)
         root = (d.clamp_min(0) + epsilon) ** (-1.0 / (2 * order))
         return ((Q * root) @ Q.T).to(H.dtype)
 
@@ -406,18 +517,20 @@ class Shampoo(torch.optim.Optimizer):
     def _direction(self, g, state, group):
         order = g.ndim
         refresh = state["step"] % group["update_interval"] == 0
-        pre = g
+        t, beta1, beta2 = state["step"] + 1, group.get("beta1", 0.0), group["beta2"]
+        m = g
+        if beta1 > 0:  # the filtered gradient, bias-corrected
+            m = self._decay(state["filtered_grad"], beta1, g) / (1 - beta1 ** t)
+        correction = 1 - beta2 ** t if beta2 < 1 else 1.0
+        pre = m
         for i in range(order):
             if f"H{i}" not in state:
                 pre = pre.movedim(0, -1)
                 continue
-            H = state[f"H{i}"]
             other = [j for j in range(order) if j != i]
-            if group["beta2"] < 1:
-                H.mul_(group["beta2"])
-            H.add_(torch.tensordot(g, g, dims=(other, other)))
+            H = self._decay(state[f"H{i}"], beta2, torch.tensordot(g, g, dims=(other, other)))
             if refresh:
-                state[f"P{i}"] = self._inverse_root(H, order, group["epsilon"])
+                state[f"P{i}"] = self._inverse_root(H, order, group["epsilon"], correction)
             # contract axis 0 of pre with P_i; the new axis goes last, so after k steps
             # the axes are back in order
             pre = torch.tensordot(pre, state[f"P{i}"], dims=([0], [0]))
@@ -426,9 +539,14 @@ class Shampoo(torch.optim.Optimizer):
         if group["grafting"] == "adagrad":
             s = state["graft_sum"]
             s.addcmul_(g, g)
-            graft = g / (s.sqrt() + group["graft_eps"])
+            graft = m / (s.sqrt() + group["graft_eps"])
+        elif group["grafting"] == "adam":
+            beta = beta2 if group.get("graft_beta2") is None else group["graft_beta2"]
+            v = self._decay(state["graft_sum"], beta, g * g)
+            v_hat = v / (1 - beta ** t) if beta < 1 else v
+            graft = m / (v_hat.sqrt() + group["graft_eps"])
         else:
-            graft = g
+            graft = m
         norm = torch.linalg.vector_norm(pre)
         if norm == 0:
             return graft
@@ -436,8 +554,8 @@ class Shampoo(torch.optim.Optimizer):
 
 
 def _check_grafting(grafting):
-    if grafting not in ("adagrad", "sgd", None):
-        raise ValueError(f"grafting must be 'adagrad', 'sgd' or None, got {grafting!r}")
+    if grafting not in ("adagrad", "adam", "sgd", None):
+        raise ValueError(f"grafting must be 'adagrad', 'adam', 'sgd' or None, got {grafting!r}")
     return grafting
 
 
@@ -446,7 +564,7 @@ def _preconditioned_dims(shape, max_dim):
 
 
 def shampoo_bytes(layers, *, bias=True, dtype=torch.float32, grafting="adagrad",
-                  momentum=False, max_preconditioner_dim=1024):
+                  momentum=False, max_preconditioner_dim=1024, beta1=False):
     r"""Bytes of optimizer state :class:`Shampoo` holds.
 
     Per parameter tensor of shape :math:`(n_1,\dots,n_k)`: a statistic and its inverse root
@@ -454,7 +572,8 @@ def shampoo_bytes(layers, *, bias=True, dtype=torch.float32, grafting="adagrad",
 
     .. math:: \sum_i 2n_i^2 \text{ numbers,}
 
-    plus one buffer of the tensor's size for AdaGrad grafting and one for momentum. A
+    plus one buffer of the tensor's size for AdaGrad or Adam grafting, one for momentum and
+    one for the filtered gradient (``beta1``: true when :class:`Shampoo`'s ``beta1 > 0``). A
     ``Linear(n, m)`` layer holds :math:`2(m^2+n^2)` for the weight and :math:`2m^2` for the
     bias (full-matrix AdaGrad on the bias vector).
 
@@ -464,7 +583,7 @@ def shampoo_bytes(layers, *, bias=True, dtype=torch.float32, grafting="adagrad",
     _check_grafting(grafting)
     max_dim = check_int("max_preconditioner_dim", max_preconditioner_dim, minimum=1)
     momentum = bool(momentum)
-    extra = (grafting == "adagrad") + momentum
+    extra = (grafting in ("adagrad", "adam")) + momentum + bool(beta1)
     if isinstance(layers, nn.Module):
         layers = list(layers.parameters())
     if isinstance(layers, (list, tuple)) and layers and all(

@@ -12,6 +12,7 @@ import torch  # noqa: E402
 
 from curvlib import data, memory, models, optim  # noqa: E402
 from curvbook import kronecker as K  # noqa: E402
+from curvbook import kronecker_race as R  # noqa: E402
 from curvlib.second_order import kfac_bytes, shampoo_bytes  # noqa: E402
 
 torch.set_num_threads(1)
@@ -62,47 +63,193 @@ def test_kfac_factor_error_rejects_bad_input(digits):
         K.kfac_factor_error(model, X, y, damping=-1)
 
 
-# ------------------------------------------------------------------ the comparison
-@pytest.fixture(scope="module")
-def small_comparison(digits):
-    return K.compare_methods(digits, lr_grid=(0.01, 0.1, 1.0), steps=6, batch_size=64,
-                             sizes=(64, 8, 10))
-
-
-def test_compare_methods_reports_every_method_over_five_seeds(small_comparison):
-    res = small_comparison
-    assert res.names == list(K.METHODS)
-    for name in res.names:
-        r = res.runs[name]
-        assert r.loss.shape == (5, 6) and r.time.shape == (5, 6)
-        assert np.all(np.diff(r.time, axis=1) > 0)                  # wall time grows
-        assert res.best_lr[name] in res.lr_grid
-        assert res.best_lr[name] == min(res.scores[name], key=lambda lr: (res.scores[name][lr], lr))
-        assert res.at_edge[name] == (res.best_lr[name] in (0.01, 1.0))
-        assert np.isfinite(r.train_loss).all() and (r.val_acc > 0.1).all()
-    # the same seed gives the same initial loss for every method (same model, same batch)
-    first = [res.runs[n].loss[:, 0] for n in res.names]
-    for other in first[1:]:
-        np.testing.assert_allclose(other, first[0], rtol=1e-6)
-
-
-def test_reported_runs_match_a_plain_training_run(digits, small_comparison):
-    """The reporting run of seed 0 is curvlib.train.train at the tuned lr, nothing more."""
+# ------------------------------------------------------------------ the race's fast path
+def _reference(method, setting, seed, steps, batch_size, data, sizes=(64, 8, 10)):
     from curvlib.train import train
-    lr = small_comparison.best_lr["Adam"]
-    model = models.mlp([64, 8, 10], "tanh", seed=0)
-    res = train(model, optim.Adam(model.parameters(), lr=lr), digits.train, steps=6,
-                batch_size=64, seed=0)
-    np.testing.assert_allclose(small_comparison.runs["Adam"].loss[0], res.loss, rtol=1e-6)
+    model = models.mlp(list(sizes), "tanh", seed=seed)
+    res = train(model, K.build_optimizer(method, model, setting), data.train, steps=steps,
+                batch_size=batch_size, seed=seed, diverge_factor=1e4)
+    with torch.no_grad():
+        final = float(torch.nn.functional.cross_entropy(model(data.X_train), data.y_train))
+    return res, final
 
 
-def test_compare_methods_rejects_bad_input(digits):
+@pytest.mark.parametrize("method,settings", [
+    ("SGD+momentum", [{"lr": 0.1}, {"lr": 1.0, "momentum": 0.5}]),
+    ("Adam", [{"lr": 0.01}, {"lr": 0.003, "beta2": 0.99}]),
+    ("K-FAC", [{"lr": 0.1, "damping": 1e-3, "kl_clip": 1e-3, "inverse_interval": 3},
+               {"lr": 0.03, "damping": 1e-2, "kl_clip": None, "inverse_interval": 3}]),
+    ("K-FAC", [{"lr": 0.1, "damping": 1e-2, "fisher": "empirical", "factor_interval": 2,
+                "inverse_interval": 2}]),
+    ("Shampoo", [{"lr": 0.01, "beta1": 0.9, "beta2": 0.99, "grafting": "adam",
+                  "epsilon": 1e-6, "update_interval": 3, "momentum": 0.5},
+                 {"lr": 0.03, "beta1": 0.0, "beta2": 1.0, "grafting": "adam", "epsilon": 1e-6,
+                  "update_interval": 3}]),
+    ("Shampoo", [{"lr": 0.03, "grafting": "adagrad", "epsilon": 1e-6, "update_interval": 2}]),
+    ("Shampoo", [{"lr": 0.1, "grafting": "sgd", "beta2": 0.9, "beta1": 0.5, "epsilon": 1e-6}]),
+])
+def test_race_runs_equal_curvlibs_optimizers(digits, method, settings):
+    """The batched fast path trains every (setting, seed) as curvlib's class does through
+    curvlib.train.train: the same per-step minibatch losses and final training loss, up to
+    float32 rounding, for every method and the options the chapter tunes."""
+    seeds, steps = (0, 3), 7
+    out = R.race_runs(method, settings, seeds, digits, steps=steps, batch_size=64,
+                      sizes=(64, 8, 10))
+    assert out["loss"].shape == (len(settings) * len(seeds), steps)
+    for k, setting in enumerate(settings):
+        for j, seed in enumerate(seeds):
+            res, final = _reference(method, setting, seed, steps, 64, digits)
+            r = k * len(seeds) + j
+            np.testing.assert_allclose(out["loss"][r], res.loss, rtol=2e-4)
+            assert out["train_loss"][r] == pytest.approx(final, rel=2e-4)
+            assert out["diverged_at"][r] == -1
+
+
+def test_race_runs_stops_a_diverging_run_like_train(digits):
+    out = R.race_runs("SGD+momentum", [{"lr": 0.1}, {"lr": 1e6}], (0,), digits, steps=6,
+                      batch_size=64, sizes=(64, 8, 10))
+    res, _ = _reference("SGD+momentum", {"lr": 1e6}, 0, 6, 64, digits)
+    assert res.diverged_at is not None and out["diverged_at"][1] == res.diverged_at
+    assert np.isnan(out["loss"][1, res.diverged_at:]).all()
+    assert out["train_loss"][1] == math.inf and np.isfinite(out["train_loss"][0])
+
+
+def test_race_runs_rejects_bad_input(digits):
+    with pytest.raises(ValueError, match="method"):
+        R.race_runs("Newton", [{"lr": 1.0}], (0,), digits, steps=1, batch_size=8)
+    with pytest.raises(ValueError, match="lr"):
+        R.race_runs("Adam", [{"beta1": 0.9}], (0,), digits, steps=1, batch_size=8)
+    with pytest.raises(ValueError, match="unknown"):
+        R.race_runs("Adam", [{"lr": 0.1, "damping": 1.0}], (0,), digits, steps=1, batch_size=8)
+    with pytest.raises(ValueError, match="same in every setting"):
+        R.race_runs("Shampoo", [{"lr": 0.1, "grafting": "adam"}, {"lr": 0.1}], (0,), digits,
+                    steps=1, batch_size=8)
+
+
+# ------------------------------------------------------------------ the tuning protocol
+def test_choose_breaks_near_ties_towards_the_smaller_rate_then_home():
+    axes = {"lr": R.Axis((0.1, 0.3, 1.0), 0, 2, prefer="low"),
+            "beta": R.Axis((0.5, 0.9, 0.99), 0, 2, home=0.9)}
+    names = ("lr", "beta")
+    scores = {(0.1, 0.5): 1.04, (0.3, 0.9): 1.00, (0.3, 0.99): 1.01, (1.0, 0.9): 2.0}
+    chosen, argmin, tied = R.choose(scores, axes, names, margin=0.05)
+    assert argmin == (0.3, 0.9) and chosen == (0.1, 0.5) and len(tied) == 3
+    chosen, _, _ = R.choose(scores, axes, names, margin=0.02)
+    assert chosen == (0.3, 0.9)                  # 0.3 ties with itself: home beta 0.9 wins
+    with pytest.raises(RuntimeError, match="diverged"):
+        R.choose({(0.1, 0.5): math.inf}, axes, names, margin=0.05)
+
+
+def test_tune_widens_the_grid_until_the_choice_is_inside(digits):
+    """Started with a window of two too-small rates, the search climbs the ladder until the
+    chosen rate has a tried neighbour on each side; a categorical axis is searched per value."""
+    ladder = R.half_decades(-8, 4)
+    axes = {"lr": R.Axis(ladder, 0, 1, prefer="low"),
+            "grafting": R.Axis(("adam", "adagrad"), 0, 1, home="adam", ordered=False)}
+    tu = R.tune("Shampoo", axes, digits, fixed={"update_interval": 3, "epsilon": 1e-6},
+                tune_seeds=(100, 101), steps=8, batch_size=64, sizes=(64, 8, 10))
+    assert tu.rounds > 1 and not any(tu.at_edge.values())
+    for combo, window in tu.windows.items():
+        assert len(window["lr"]) > 2
+    best = tuple(tu.best[n] for n in tu.names)
+    lr = tu.best["lr"]
+    assert ladder[ladder.index(lr) - 1] in tu.windows[(tu.best["grafting"],)]["lr"]
+    assert ladder[ladder.index(lr) + 1] in tu.windows[(tu.best["grafting"],)]["lr"]
+    # the score is the mean final training loss over both tuning seeds, and nothing within
+    # the margin has a smaller rate
+    assert tu.scores[best] == pytest.approx(np.mean(tu.per_seed[best]))
+    assert all(t["lr"] >= lr for t in tu.tied)
+    assert min(tu.scores.values()) * (1 + tu.margin) >= tu.scores[best]
+    assert tu.runs == tu.screened + tu.finalists
+    with pytest.raises(ValueError, match="lr"):
+        R.tune("Adam", {"beta2": R.Axis((0.9, 0.99), 0, 1, home=0.99)}, digits)
+    with pytest.raises(ValueError, match="both fixed and tuned"):
+        R.tune("Adam", {"lr": axes["lr"]}, digits, fixed={"lr": 0.1})
+
+
+# ------------------------------------------------------------------ the race
+def test_paired_interval_by_hand():
+    x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.5, 3.1, 4.9])
+    out = K.paired_interval(x, y)
+    d = x - y
+    half = 3.182446305284263 * d.std(ddof=1) / 2          # t_{0.975, 3}
+    assert out["mean"] == pytest.approx(d.mean())
+    assert out["low"] == pytest.approx(d.mean() - half) and out["high"] == pytest.approx(d.mean() + half)
+    assert out["verdict"] == ("lower" if out["high"] < 0 else "inconclusive")
+    ratio = K.paired_interval(2 * y, y, log=True)
+    assert ratio["mean"] == pytest.approx(2.0) and ratio["verdict"] == "higher"  # no spread at all
+    assert K.paired_interval(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.1, 4.0]))["verdict"] == "lower"
+    assert K.paired_interval(np.array([1.0, np.inf]), np.array([1.0, 2.0]))["verdict"] == "inconclusive"
+    with pytest.raises(ValueError, match="same length"):
+        K.paired_interval(x, y[:3])
+
+
+@pytest.fixture(scope="module")
+def small_race(digits):
+    lr = R.half_decades(-8, 4)
+    spaces = {
+        "SGD+momentum": ("SGD+momentum", {"lr": R.Axis(lr, 6, 8, prefer="low")}, {}),
+        "K-FAC": ("K-FAC", {"lr": R.Axis(lr, 4, 6, prefer="low"),
+                            "damping": R.Axis((1e-3, 1e-2, 1e-1), 0, 2, home=1e-2)},
+                  {"kl_clip": None, "inverse_interval": 3}),
+    }
+    return K.run_race(digits, spaces=spaces, seeds=(0, 1, 2, 3, 4), tune_seeds=(100,),
+                      steps=6, batch_size=64, sizes=(64, 8, 10))
+
+
+def test_run_race_reports_curvlibs_optimizers_at_the_tuned_setting(digits, small_race):
+    race = small_race
+    assert race.names == ["SGD+momentum", "K-FAC"]
+    for name in race.names:
+        r = race.runs[name]
+        assert r.loss.shape == (5, 6) and race.time[name].shape == (5, 6)
+        assert np.all(np.diff(race.time[name], axis=1) > 0)            # wall time grows
+        assert race.settings[name] == race.tunings[name].best
+        assert not any(race.tunings[name].at_edge.values())
+    opt = race.optimizers["K-FAC"]
+    assert opt.defaults["damping"] == race.settings["K-FAC"]["damping"]
+    assert opt.defaults["fisher"] == "true" and opt.defaults["kl_clip"] is None
+    # the reported run of seed 0 is curvlib.train.train at the tuned setting, nothing more
+    res, final = _reference("K-FAC", race.settings["K-FAC"], 0, 6, 64, digits)
+    np.testing.assert_allclose(race.runs["K-FAC"].loss[0], res.loss, rtol=1e-6)
+    assert race.runs["K-FAC"].train_loss[0] == pytest.approx(final, rel=1e-6)
+    # the same seed gives the same first minibatch loss for every method
+    np.testing.assert_allclose(race.runs["SGD+momentum"].loss[:, 0], race.runs["K-FAC"].loss[:, 0],
+                               rtol=1e-6)
+    pair = race.paired("K-FAC", "SGD+momentum")
+    ratio = np.exp(np.mean(np.log(race.runs["K-FAC"].train_loss / race.runs["SGD+momentum"].train_loss)))
+    assert pair["mean"] == pytest.approx(ratio)
+    ranking = race.ranking()
+    assert [n for n, _ in ranking] == sorted(race.names, key=lambda n: np.mean(np.log(race.runs[n].train_loss)))
+    assert ranking[-1][1] is None
+
+
+def test_run_race_rejects_bad_input(digits):
     with pytest.raises(ValueError, match="at least 5"):
-        K.compare_methods(digits, seeds=(0, 1, 2), steps=2)
-    with pytest.raises(TypeError, match="callable"):
-        K.compare_methods(digits, methods={"x": 3}, steps=2)
-    with pytest.raises(ValueError, match="lr_grid"):
-        K.compare_methods(digits, lr_grid=(0.1, -1.0), steps=2)
+        K.run_race(digits, seeds=(0, 1, 2), steps=2)
+    with pytest.raises(ValueError, match="disjoint"):
+        K.run_race(digits, seeds=(0, 1, 2, 3, 100), steps=2)
+    with pytest.raises(TypeError, match="method, axes, fixed"):
+        K.run_race(digits, spaces={"x": 3}, steps=2)
+
+
+def test_race_spaces_start_from_the_published_configurations():
+    spaces = K.race_spaces()
+    assert list(spaces) == ["SGD+momentum", "Adam", "K-FAC", "Shampoo"]
+    _, axes, fixed = spaces["Shampoo"]
+    pub = K.PUBLISHED["Shampoo"]
+    assert axes["beta1"].home == pytest.approx(pub["beta1"], abs=1e-12)
+    assert axes["beta2"].home == pytest.approx(pub["beta2"], abs=1e-12)
+    assert axes["grafting"].home == pub["grafting"] == "adam"
+    assert axes["epsilon"].home == pub["epsilon"] and fixed["graft_eps"] == pub["graft_eps"]
+    assert pub["beta1"] in axes["beta1"].ladder[axes["beta1"].lo:axes["beta1"].hi + 1]
+    assert 0.0 in axes["beta1"].ladder and 1.0 in axes["beta2"].ladder
+    _, axes, fixed = spaces["K-FAC"]
+    assert axes["damping"].home == K.PUBLISHED["K-FAC"]["damping"]
+    assert fixed["fisher"] == "true" and fixed["inverse_interval"] == K.REFRESH
+    for name, (method, axes, fixed) in spaces.items():
+        lr = axes["lr"]
+        assert lr.prefer == "low" and lr.ladder == K.LR_LADDER
 
 
 def test_time_grid_losses_carries_the_last_finished_step_forward():
@@ -116,19 +263,19 @@ def test_time_grid_losses_carries_the_last_finished_step_forward():
         K.time_grid_losses(loss, times[:, :3])
 
 
-def test_plot_comparison_draws_every_panel(small_comparison):
-    axes = K.plot_comparison(small_comparison)
+def test_plot_comparison_draws_every_panel(small_race):
+    axes = K.plot_comparison(small_race)
     assert len(axes) == 2
     for ax in axes:
-        assert len(ax.get_lines()) == len(small_comparison.names)
+        assert len(ax.get_lines()) == len(small_race.names)
     assert axes[1].get_xlabel() == "wall time (ms)"
-    flops = {m: K.step_flops([(64, 8), (8, 10)], m, 64) for m in small_comparison.names}
-    axes = K.plot_comparison(small_comparison, flops)
-    assert len(axes) == 3 and len(axes[2].get_lines()) == 4
+    flops = {m: K.step_flops([(64, 8), (8, 10)], m, 64) for m in small_race.names}
+    axes = K.plot_comparison(small_race, flops)
+    assert len(axes) == 3 and len(axes[2].get_lines()) == 2
     x_sgd = axes[2].get_lines()[0].get_xdata()
     assert x_sgd[-1] == pytest.approx(6 * flops["SGD+momentum"] / 1e6)
     with pytest.raises(ValueError, match="lacks"):
-        K.plot_comparison(small_comparison, {"Adam": 1.0})
+        K.plot_comparison(small_race, {"Adam": 1.0})
 
 
 # ------------------------------------------------------------------ memory and cost
@@ -179,6 +326,14 @@ def test_step_flops_by_hand_and_amortisation():
     expected = (6 * 128 * p + 2 * 128 * (65 ** 2 + 32 ** 2) + 9 * (65 ** 3 + 32 ** 3) / 10
                 + 4 * p * (65 + 32) + 3 * p)
     assert kfac == pytest.approx(expected)
+    # the true Fisher's second backward pass: 2Bp for every layer but the first
+    two = [(64, 32), (32, 10)]
+    extra = K.step_flops(two, "K-FAC", 128) - K.step_flops(two, "K-FAC", 128, fisher="empirical")
+    assert extra == pytest.approx(2 * 128 * 33 * 10)
+    # K-FAC's statistics grow with the batch: its ratio to SGD tends to 1 + (da^2+dg^2)/(3 da dg)
+    big = [(4095, 4096)]
+    limit = K.step_flops(big, "K-FAC", 10 ** 9) / K.step_flops(big, "SGD+momentum", 10 ** 9)
+    assert limit == pytest.approx(1 + 2 / 3, rel=1e-3)
     layers = [(1024, 1024)]
     ratio = lambda m, B: K.step_flops(layers, m, B) / K.step_flops(layers, "SGD+momentum", B)  # noqa: E731
     for method in ("K-FAC", "Shampoo"):

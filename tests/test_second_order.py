@@ -79,7 +79,7 @@ def test_kfac_step_equals_dense_damped_kronecker_solve():
     x = torch.randn(16, 5, dtype=torch.float64)
     y = torch.randint(0, 3, (16,))
     damping = 0.1
-    opt = KFAC(model, lr=1.0, damping=damping, momentum=0.0, kl_clip=None)
+    opt = KFAC(model, lr=1.0, damping=damping, momentum=0.0, kl_clip=None, fisher="empirical")
     before = torch.cat([model.weight, model.bias[:, None]], 1).detach().clone()
     F.cross_entropy(model(x), y).backward()
     grad = torch.cat([model.weight.grad, model.bias.grad[:, None]], 1)
@@ -343,7 +343,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="lr must be positive"):
         Shampoo(model.parameters(), lr=0)
     with pytest.raises(ValueError, match="grafting"):
-        Shampoo(model.parameters(), grafting="adam")
+        Shampoo(model.parameters(), grafting="adamw")
     with pytest.raises(ValueError, match="beta2"):
         Shampoo(model.parameters(), beta2=0.0)
     with pytest.raises(ValueError, match="empty"):
