@@ -206,3 +206,18 @@ def test_run_doctor_reacts_at_extreme_controls():
     assert adam.png != wild.png
     with pytest.raises(ValueError, match="optimizers"):
         D.run_doctor(optimizers=("Lion",))
+
+
+def test_claim_boxes_render_from_records():
+    """Every claim record of the chapter has its claims.box cell, and no verdict is typed."""
+    import json
+    import re
+    from pathlib import Path
+
+    from curvbook import claims
+    nb = json.loads((Path(__file__).resolve().parent.parent / "chapters" / "09_bottom_line.ipynb").read_text())
+    text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "**Verdict:" not in text
+    ids = {re.search(r'box\("([\w-]+)"', "".join(c["source"])).group(1) for c in nb["cells"]
+           if c["cell_type"] == "code" and "claims.box(" in "".join(c["source"])}
+    assert ids == {r["id"] for r in claims.load_claims() if r["chapter"] == "09_bottom_line"}

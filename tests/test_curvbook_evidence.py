@@ -142,3 +142,18 @@ def test_effective_rate():
         ev.effective_rate(0.1, 1.0)
     with pytest.raises(ValueError, match="lr"):
         ev.effective_rate(-1.0, 0.5)
+
+
+def test_claim_boxes_render_from_records():
+    """Every claim record of the chapter has its claims.box cell, and no verdict is typed."""
+    import json
+    import re
+    from pathlib import Path
+
+    from curvbook import claims
+    nb = json.loads((Path(__file__).resolve().parent.parent / "chapters" / "08_empirical_evidence.ipynb").read_text())
+    text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "**Verdict:" not in text
+    ids = {re.search(r'box\("([\w-]+)"', "".join(c["source"])).group(1) for c in nb["cells"]
+           if c["cell_type"] == "code" and "claims.box(" in "".join(c["source"])}
+    assert ids == {r["id"] for r in claims.load_claims() if r["chapter"] == "08_empirical_evidence"}
