@@ -38,7 +38,8 @@ from curvlib._checks import check_choice, check_int, check_positive
 from curvlib.runs import divergence_step, first_spike
 from curvlib.train import train
 
-__all__ = ["Recipe", "recommend", "Diagnosis", "diagnose", "monitored_run",
+__all__ = ["Recipe", "recommend", "Diagnosis", "diagnose", "first_spike", "first_loss_rise",
+           "lead_study", "monitored_run",
            "conditioning_demo", "plot_monitored", "plot_weight_decay",
            "default_check", "weight_decay_sweep", "run_doctor", "TASKS", "PRIORITIES"]
 
@@ -221,6 +222,46 @@ _ADVICE = {
 }
 
 
+def first_spike(grad_norms, *, factor=10.0, window=20, floor=None):
+    r"""First step whose gradient norm exceeds ``factor`` times the median of the previous
+    ``window`` steps *and* the ``floor`` (default: the median of the first five norms).
+
+    The ratio to a running median is the rule of :class:`curvlib.curvature.GradNormMonitor`;
+    the floor keeps late-training noise, when the norm has fallen far below its initial
+    size, from counting as a spike. Returns ``None`` if no step qualifies; non-finite
+    norms end the search.
+    """
+    gn = np.asarray(grad_norms, dtype=float)
+    factor = check_positive("factor", factor)
+    window = check_int("window", window, minimum=1)
+    if gn.size < 2:
+        return None
+    floor = float(np.median(gn[:5])) if floor is None else check_nonnegative("floor", floor)
+    for t in range(1, len(gn)):
+        if not np.isfinite(gn[t]):
+            return None
+        ref = np.median(gn[max(0, t - window):t])
+        if gn[t] > factor * ref and gn[t] > floor:
+            return t
+    return None
+
+
+def first_loss_rise(losses, *, factor=2.0):
+    r"""First step whose loss exceeds ``factor`` times the lowest loss before it, or is not
+    finite: the plain loss-watching rule the gradient-norm :func:`first_spike` is measured
+    against. Returns ``None`` if no step qualifies."""
+    loss = np.asarray(losses, dtype=float)
+    factor = check_positive("factor", factor)
+    if loss.ndim != 1:
+        raise ValueError("losses must be 1-D")
+    low = np.inf
+    for t in range(len(loss)):
+        if not np.isfinite(loss[t]) or (t > 0 and loss[t] > factor * low):
+            return t if t > 0 else None
+        low = min(low, loss[t])
+    return None
+
+
 def diagnose(losses, grad_norms, *, spike_factor=10.0, window=20, n_classes=None,
              slow_level=0.15, noise_fraction=0.1, high_fraction=0.1):
     r"""Name what is wrong with a run from its loss and gradient-norm curves.
@@ -324,29 +365,59 @@ def monitored_run(lr=1.6, *, steps=40, batch_size=1024, sizes=(64, 32, 32, 32, 1
             "lr": lr, "batch_size": batch_size}
 
 
-def conditioning_demo(*, lr=0.3, steps=150, batch_size=64, sizes=(64, 32, 10), seed=0):
+def conditioning_demo(*, lr=0.6, steps=150, batch_size=64, sizes=(64, 32, 10), seeds=SEEDS):
     r"""The same network and learning rate on standardised and on raw digits pixels (0-16).
 
     Raw pixels make the Hessian's top eigenvalue much larger (the input covariance enters
-    it), so the same step becomes too large: the gradient norm shows it. Returns, per input
-    scaling, the top Hessian eigenvalue at initialisation (Lanczos on the training loss), the
-    stability limit :math:`2(1+\beta)/\lambda_{\max}` of heavy-ball momentum on that
-    curvature, the training curves and the diagnosis.
+    it), so the same step lies above the stability limit: the loss and the gradient norm show
+    it. Returns, per input scaling, the top Hessian eigenvalue at each seed's initialisation
+    (Lanczos on the training loss), the stability limit :math:`2(1+\beta)/\lambda_{\max}` of
+    heavy-ball momentum for their mean, the training curves ``(seeds, steps)``, the
+    :class:`Diagnosis` of every seed and ``status``: the diagnosis most seeds share with the
+    number of seeds (``(status, count)``).
     """
     out = {}
     for name, standardize in (("standardised", True), ("raw pixels", False)):
         split = data.digits(standardize=standardize)
-        model = models.mlp(list(sizes), seed=seed)
-        f, w = curvature.flat_loss(model, F.cross_entropy, split.X_train, split.y_train)
-        lam = float(curvature.top_eigenvalues(f, w, k=1)[0])
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-        res = train(model, opt, split.train, steps=steps, batch_size=batch_size, seed=seed)
-        loss = np.full(steps, np.nan)
-        gn = np.full(steps, np.nan)
-        loss[res.step], gn[res.step] = res.loss, res.grad_norm
-        out[name] = {"lambda_max": lam, "lr_limit": 2 * (1 + 0.9) / lam, "loss": loss,
-                     "grad_norm": gn, "diagnosis": diagnose(loss, gn, n_classes=10),
-                     "status": res.status}
+        lams, losses, gns, diags = [], [], [], []
+        for seed in seeds:
+            model = models.mlp(list(sizes), seed=int(seed))
+            f, w = curvature.flat_loss(model, F.cross_entropy, split.X_train, split.y_train)
+            lams.append(float(curvature.top_eigenvalues(f, w, k=1)[0]))
+            opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+            res = train(model, opt, split.train, steps=steps, batch_size=batch_size, seed=int(seed))
+            loss, gn = np.full(steps, np.nan), np.full(steps, np.nan)
+            loss[res.step], gn[res.step] = res.loss, res.grad_norm
+            losses.append(loss)
+            gns.append(gn)
+            diags.append(diagnose(loss, gn, n_classes=10))
+        statuses = [d.status for d in diags]
+        top = max(set(statuses), key=lambda st: (statuses.count(st), st))
+        lam = float(np.mean(lams))
+        out[name] = {"lambda_max": lam, "lambda_max_seeds": np.array(lams),
+                     "lr_limit": 2 * (1 + 0.9) / lam, "lr": lr, "loss": np.array(losses),
+                     "grad_norm": np.array(gns), "diagnoses": diags,
+                     "status": (top, statuses.count(top))}
+    return out
+
+
+def lead_study(lr=1.6, *, seeds=SEEDS, rise_factor=2.0, **kwargs):
+    r"""How many steps the gradient-norm spike rule fires before a plain loss-rise rule.
+
+    Runs :func:`monitored_run` from every seed and returns ``{"spike": [...], "rise": [...],
+    "lead": array}`` per seed: the step :func:`first_spike` flags, the step
+    :func:`first_loss_rise` flags (loss above ``rise_factor`` times its lowest value so far),
+    and ``rise - spike`` (positive: the gradient norm warned earlier; NaN if either rule never
+    fired).
+    """
+    out = {"spike": [], "rise": [], "lead": []}
+    for s in seeds:
+        r = monitored_run(lr, seed=int(s), **kwargs)
+        rise = first_loss_rise(r["loss"], factor=rise_factor)
+        out["spike"].append(r["spike"])
+        out["rise"].append(rise)
+        out["lead"].append(float("nan") if r["spike"] is None or rise is None else rise - r["spike"])
+    out["lead"] = np.array(out["lead"])
     return out
 
 
@@ -381,13 +452,18 @@ def default_check(lr_grid=compare.LR_GRID, *, steps=150,
 
 
 def weight_decay_sweep(weight_decays=(0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), *, steps=300,
-                       batch_size=64, sizes=(64, 64, 10), n_train=300, seeds=SEEDS):
+                       batch_size=64, sizes=(64, 64, 10), n_train=300, seeds=SEEDS,
+                       lr_grid=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),
+                       tune_seeds=(100,)):
     r"""Validation accuracy against weight decay for SGD + momentum (L2 form) and AdamW.
 
     Uses only ``n_train`` training images (the rest of the split is unchanged), so that the
-    network can overfit and regularisation has something to do. SGD runs at lr 0.1 with
-    momentum 0.9, AdamW at lr 0.001; every decay value is trained from every seed. Returns
-    ``{name: {"weight_decay": array, "val_acc": array [wd, seed], "val_loss": ...}}``.
+    network can overfit and regularisation has something to do. Each optimizer's learning rate
+    is first tuned without decay on ``lr_grid`` (final validation loss on ``tune_seeds``, which
+    are not reported; ``lr_grid=None`` keeps the defaults, SGD 0.1 and AdamW 0.001). Then every
+    decay value is trained at that rate from every seed. Returns ``{name: {"weight_decay":
+    array, "lr", "at_edge" (the tuned rate is an end of the grid), "val_acc": array [wd, seed],
+    "val_loss": ...}}``.
     """
     full = data.digits()
     split = (full.X_train[:n_train], full.y_train[:n_train], full.X_test, full.y_test)
@@ -396,9 +472,14 @@ def weight_decay_sweep(weight_decays=(0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), *, step
                   "AdamW (decoupled)": (optim.factory("adamw"), 1e-3)}
     out = {}
     for name, (factory, lr) in optimizers.items():
+        at_edge = False
+        if lr_grid is not None:
+            lr, _ = compare.tune_lr(factory, lr_grid, make, split, steps=steps,
+                                    batch_size=batch_size, tune_seeds=tune_seeds)
+            at_edge = lr in (min(lr_grid), max(lr_grid))
         runs = compare.run_settings(factory, [{"lr": lr, "weight_decay": wd} for wd in weight_decays],
                                     make, split, steps=steps, seeds=seeds, batch_size=batch_size)
-        out[name] = {"weight_decay": np.array(weight_decays, dtype=float), "lr": lr,
+        out[name] = {"weight_decay": np.array(weight_decays, dtype=float), "lr": lr, "at_edge": at_edge,
                      "val_acc": np.array([r.val_acc for r in runs]),
                      "val_loss": np.array([r.val_loss for r in runs])}
     return out
@@ -442,6 +523,15 @@ def plot_weight_decay(sweep, ax=None, *, lecture=(1e-4, 1e-3)):
         ax.plot(x, v.mean(1), "o-", color=f"C{k}", ms=3, label=f"{name}, lr {s['lr']:g}")
         ax.fill_between(x, v.min(1), v.max(1), color=f"C{k}", alpha=0.2, lw=0)
     ax.axvspan(*lecture, color="0.5", alpha=0.15, label="lecture's range")
+    # y-range: the accuracies within 5 points of the best mean; collapsed runs are noted below
+    means = np.concatenate([s["val_acc"].mean(1) for s in sweep.values()])
+    keep = np.concatenate([s["val_acc"].min(1) for s in sweep.values()])[means >= means.max() - 0.05]
+    lo, hi = keep.min(), max(s["val_acc"].max() for s in sweep.values())
+    ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+    off = [f"{n.split(' ')[0]} at λ = {wd:g}: {100 * m:.0f}%" for n, s in sweep.items()
+           for wd, m in zip(s["weight_decay"], s["val_acc"].mean(1)) if m < lo - 0.1 * (hi - lo)]
+    if off:
+        ax.text(0.01, 0.02, "below the axis: " + "; ".join(off), transform=ax.transAxes)
     ax.set_xscale("log")
     ticks = list(x)
     ax.set_xticks(ticks, ["0"] + [f"{t:g}" for t in ticks[1:]])

@@ -29,6 +29,7 @@ learning rates whose mean final loss :math:`\bar L(\eta)` satisfies
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +40,9 @@ from curvlib._checks import check_int, check_positive
 from curvlib.landscapes import LogisticRegression
 from curvlib.widgets import Explorer
 
-__all__ = ["OPTIMIZERS", "ADAPTIVE", "LR_GRID", "WIDE_GRID", "Problem", "digits_problem", "make_mlp", "speed_study", "generalization_study", "lbfgs_study",
-           "savings_curve", "grid_study", "TUNE_SEED", "final_losses", "good_window", "window_table",
+__all__ = ["OPTIMIZERS", "ADAPTIVE", "LR_GRID", "WIDE_GRID", "Problem", "digits_problem", "make_mlp", 
+           "speed_study", "generalization_study", "lbfgs_study",
+           "savings_curve", "grid_study", "fine_window_study", "effective_rate", "TUNE_SEED", "final_losses", "good_window", "window_table",
            "bands_explorer", "sensitivity_explorer"]
 
 
@@ -222,7 +224,7 @@ def _first_order_numpy(fun, x0s, method, lr_grid, steps):
 
 
 def lbfgs_study(model="logistic", *, steps=200, lr_grid=LR_GRID, seeds=compare.DEFAULT_SEEDS,
-                history_size=10, n_train=300):
+                history_size=10, n_train=300, gtol=1e-10):
     r"""Full-batch training loss per iteration: first-order methods (tuned) vs L-BFGS.
 
     ``model="logistic"``: L2-regularised logistic regression on breast cancer
@@ -233,7 +235,7 @@ def lbfgs_study(model="logistic", *, steps=200, lr_grid=LR_GRID, seeds=compare.D
     methods through :mod:`curvlib.compare` (vectorised), L-BFGS through :func:`curvlib.minimizer.minimize`
     on the flattened float64 weights, from the same initial weights. First-order learning rates
     are tuned on ``lr_grid`` by the final training loss; L-BFGS (``history_size``, strong Wolfe
-    line search) has none. Returns ``{name: {"loss": (seeds, steps+1), "lr", "nfev": (seeds,)
+    line search, stopped at gradient norm ``gtol`` or ``steps`` iterations) has none. Returns ``{name: {"loss": (seeds, steps+1), "lr", "nfev": (seeds,)
     function evaluations used}}``; first-order methods use one evaluation per iteration.
     """
     from curvlib.data import breast_cancer
@@ -262,16 +264,18 @@ def lbfgs_study(model="logistic", *, steps=200, lr_grid=LR_GRID, seeds=compare.D
         starts = [_flat_objective(make_mlp(s), data[0], data[1]) for s in seeds]
     else:
         raise ValueError(f"model must be 'logistic' or 'mlp', got {model!r}")
-    losses, nfev = [], []
+    losses, nfev, nit = [], [], []
     for f, x0 in starts:
-        res = minimize(f, x0, jac=True, method="lbfgs", maxiter=T, gtol=1e-10,
+        res = minimize(f, x0, jac=True, method="lbfgs", maxiter=T, gtol=gtol,
                        history_size=history_size)
         fp = np.full(T + 1, res.fun_path[-1])  # converged early: the loss stays where it stopped
         fp[:len(res.fun_path)] = res.fun_path
         losses.append(fp)
         nfev.append(float(res.nfev))
+        nit.append(float(res.nit))
+    # nfev and nit count the same run to the same stopping test (gradient norm gtol or T iterations)
     out["L-BFGS"] = {"loss": np.array(losses), "lr": 1.0, "nfev": np.array(nfev),
-                     "nit": None}
+                     "nit": np.array(nit)}
     return out
 
 
@@ -356,6 +360,55 @@ def window_table(grid, tolerances=(0.1, 0.5, 1.0)):
         lrs, L = final_losses(g["report"])
         out[name] = {t: good_window(lrs, L, t)[2] for t in tolerances}
     return out
+
+
+def fine_window_study(problem, grid, *, steps=80, batch_size=64, per_decade=8, span=1.0,
+                      tolerances=(0.1, 0.5, 1.0), seeds=compare.DEFAULT_SEEDS, optimizers=None):
+    r"""Good-lr windows on a fine grid: ``per_decade`` rates per decade around each optimizer's
+    best rate of the coarse :func:`grid_study` ``grid``, ``span`` decades either side.
+
+    The coarse grid (half a decade apart) is wider than the windows it measures; this one is
+    fine enough (1/8 decade by default) that a window's ends are interpolated over at most an
+    eighth of a decade. Every rate is trained from every reporting seed. Returns ``{name:
+    {"lrs", "loss" (mean final training loss per lr), "width": {X: decades of the seed-mean
+    curve}, "seed_widths": {X: array, one width per seed}, "sd": {X: seed sd of the widths},
+    "at_edge": {X: bool, the window touches the fine grid's end}}}``.
+    """
+    per_decade = check_int("per_decade", per_decade, minimum=2)
+    span = check_positive("span", span)
+    optimizers = {**OPTIMIZERS, "RMSprop": _rmsprop} if optimizers is None else optimizers
+    k = int(round(span * per_decade))
+    out = {}
+    for name, factory in optimizers.items():
+        if name not in grid:
+            raise ValueError(f"grid has no optimizer {name!r}")
+        lrs0, L0 = final_losses(grid[name]["report"])
+        centre = math.log10(float(lrs0[int(np.argmin(L0))]))
+        lrs = [float(10 ** (centre + j / per_decade)) for j in range(-k, k + 1)]
+        runs = compare.run_grid(factory, lrs, make_mlp, problem.tune, steps=steps,
+                                seeds=tuple(seeds), batch_size=batch_size, name=name)
+        lr_arr, L = final_losses(runs)
+        per_seed = np.array([[float(runs[lr].train_loss[i]) for lr in lr_arr]
+                             for i in range(len(tuple(seeds)))])
+        per_seed[~np.isfinite(per_seed)] = np.inf
+        rec = {"lrs": lr_arr, "loss": L, "width": {}, "seed_widths": {}, "sd": {}, "at_edge": {}}
+        for t in tolerances:
+            lo, hi, w = good_window(lr_arr, L, t)
+            rec["width"][t] = w
+            rec["at_edge"][t] = bool(np.isclose(lo, lr_arr[0]) or np.isclose(hi, lr_arr[-1]))
+            sw = np.array([good_window(lr_arr, row, t)[2] for row in per_seed])
+            rec["seed_widths"][t] = sw
+            rec["sd"][t] = float(sw.std(ddof=1))
+        out[name] = rec
+    return out
+
+
+def effective_rate(lr, momentum):
+    r"""The step heavy-ball momentum takes on a constant gradient, :math:`\eta/(1-\beta)`."""
+    lr = check_positive("lr", lr)
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+    return lr / (1.0 - momentum)
 
 
 # --------------------------------------------------------------------------------------

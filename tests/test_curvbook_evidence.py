@@ -31,6 +31,8 @@ def test_lbfgs_beats_gradient_descent_on_logistic_at_tight_targets():
     assert s["saving"].shape == (5, 2)
     assert np.all(s["saving"][:, 1] > 0.5)          # tight target: a large saving
     assert s["saving"][:, 1].mean() > s["saving"][:, 0].mean()  # grows with accuracy
+    lb = study["L-BFGS"]  # evaluations and iterations of the same runs
+    assert lb["nit"].shape == (5,) and np.all(lb["nfev"] >= lb["nit"]) and np.all(lb["nit"] >= 1)
     with pytest.raises(ValueError, match="model"):
         ev.lbfgs_study("cnn")
     with pytest.raises(ValueError, match="gaps"):
@@ -91,3 +93,41 @@ def test_problem_splits():
     assert not torch.equal(p.tune[2][:5], p.report[2][:5])
     with pytest.raises(ValueError, match="train_size"):
         ev.digits_problem(train_size=10 ** 6)
+
+
+def test_fine_window_study_is_fine_and_brackets_the_window(small_grid):
+    fw = ev.fine_window_study(ev.digits_problem(), small_grid, steps=30, per_decade=8, span=0.5,
+                              tolerances=(0.5,), seeds=(0, 1, 2),
+                              optimizers={"SGD": ev.OPTIMIZERS["SGD"]})
+    r = fw["SGD"]
+    assert len(r["lrs"]) == 9 and np.allclose(np.diff(np.log10(r["lrs"])), 1 / 8)
+    assert r["seed_widths"][0.5].shape == (3,) and r["sd"][0.5] >= 0
+    assert 0 <= r["width"][0.5] <= 1.0 and isinstance(r["at_edge"][0.5], bool)
+    with pytest.raises(ValueError, match="per_decade"):
+        ev.fine_window_study(None, small_grid, per_decade=1)
+    with pytest.raises(ValueError, match="grid has no optimizer"):
+        ev.fine_window_study(ev.digits_problem(), small_grid, optimizers={"RMSprop": ev.ADAPTIVE["RMSprop"]})
+
+
+def test_effective_rate():
+    assert ev.effective_rate(0.316, 0.9) == pytest.approx(3.16)
+    assert ev.effective_rate(0.1, 0.0) == 0.1
+    with pytest.raises(ValueError, match="momentum"):
+        ev.effective_rate(0.1, 1.0)
+    with pytest.raises(ValueError, match="lr"):
+        ev.effective_rate(-1.0, 0.5)
+
+
+def test_claim_boxes_render_from_records():
+    """Every claim record of the chapter has its claims.box cell, and no verdict is typed."""
+    import json
+    import re
+    from pathlib import Path
+
+    from curvbook import claims
+    nb = json.loads((Path(__file__).resolve().parent.parent / "chapters" / "08_empirical_evidence.ipynb").read_text())
+    text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "**Verdict:" not in text
+    ids = {re.search(r'box\("([\w-]+)"', "".join(c["source"])).group(1) for c in nb["cells"]
+           if c["cell_type"] == "code" and "claims.box(" in "".join(c["source"])}
+    assert ids == {r["id"] for r in claims.load_claims() if r["chapter"] == "08_empirical_evidence"}
