@@ -376,7 +376,7 @@ def fine_window_study(problem, grid, *, steps=80, batch_size=64, per_decade=8, s
     """
     per_decade = check_int("per_decade", per_decade, minimum=2)
     span = check_positive("span", span)
-    optimizers = {**OPTIMIZERS, "RMSprop": _rmsprop} if optimizers is None else optimizers
+    optimizers = {**OPTIMIZERS, "RMSprop": ADAPTIVE["RMSprop"]} if optimizers is None else optimizers
     k = int(round(span * per_decade))
     out = {}
     for name, factory in optimizers.items():

@@ -501,7 +501,7 @@ def spectrum_summary(eigenvalues, *, zero_tol=1e-3, neg_tol=1e-6, outlier_fracti
 def kappa_by_cutoff(eigenvalues, relative_cutoffs=(1e-2, 1e-4, 1e-6, 1e-8)):
     r"""The "condition number" over the eigenvalues above each cut-off :math:`c\,\lambda_{\max}`.
 
-    Uses :func:`curvlib.curvature.condition_number` with ``cutoff`` :math:`= c\,\lambda_{\max}`.
+    Uses :func:`curvlib.spectrum.condition_number` with ``cutoff`` :math:`= c\,\lambda_{\max}`.
     By construction the answer is at most :math:`1/c`: the number mostly reports the
     cut-off one chose. Returns a list of ``(c, kappa, kept)`` with ``kept`` the number of
     eigenvalues above the cut-off.

@@ -159,7 +159,7 @@ def _module_sections(package):
 
 def api_markdown():
     """MyST text documenting every public module of curvlib, then of the book package."""
-    parts = ["## curvlib: the library\n"] + _module_sections("curvlib")
+    parts = _module_sections("curvlib")
     parts += ["## curvbook: the chapters' own code\n",
               "`curvbook` holds each chapter's experiments, figures, explorers and claim "
               "records. It imports curvlib; curvlib never imports it.\n",
