@@ -222,30 +222,6 @@ _ADVICE = {
 }
 
 
-def first_spike(grad_norms, *, factor=10.0, window=20, floor=None):
-    r"""First step whose gradient norm exceeds ``factor`` times the median of the previous
-    ``window`` steps *and* the ``floor`` (default: the median of the first five norms).
-
-    The ratio to a running median is the rule of :class:`curvlib.curvature.GradNormMonitor`;
-    the floor keeps late-training noise, when the norm has fallen far below its initial
-    size, from counting as a spike. Returns ``None`` if no step qualifies; non-finite
-    norms end the search.
-    """
-    gn = np.asarray(grad_norms, dtype=float)
-    factor = check_positive("factor", factor)
-    window = check_int("window", window, minimum=1)
-    if gn.size < 2:
-        return None
-    floor = float(np.median(gn[:5])) if floor is None else check_nonnegative("floor", floor)
-    for t in range(1, len(gn)):
-        if not np.isfinite(gn[t]):
-            return None
-        ref = np.median(gn[max(0, t - window):t])
-        if gn[t] > factor * ref and gn[t] > floor:
-            return t
-    return None
-
-
 def first_loss_rise(losses, *, factor=2.0):
     r"""First step whose loss exceeds ``factor`` times the lowest loss before it, or is not
     finite: the plain loss-watching rule the gradient-norm :func:`first_spike` is measured

@@ -116,6 +116,7 @@ def first_spike(grad_norms, *, factor=10.0, window=20, floor=None):
     ends the search (the run has diverged; :func:`divergence_step` says where).
     """
     gn = np.asarray(grad_norms, dtype=float)
+    factor = check_positive("factor", factor)
     window = check_int("window", window, minimum=1)
     if gn.size < 2:
         return None
