@@ -108,12 +108,12 @@ def is_spike(value, recent, *, factor=10.0, floor=0.0):
 
 
 def first_spike(grad_norms, *, factor=10.0, window=20, floor=None):
-    r"""The first step whose gradient norm is a spike (:func:`is_spike`) against the median of
+    r"""The first step whose gradient norm is a spike (:func:`curvlib.runs.is_spike`) against the median of
     the previous ``window`` norms, or ``None``.
 
     ``floor`` defaults to the median of the first five norms: it keeps late-training noise, when
     the norm has fallen far below its initial size, from counting as a spike. A non-finite norm
-    ends the search (the run has diverged; :func:`divergence_step` says where).
+    ends the search (the run has diverged; :func:`curvlib.runs.divergence_step` says where).
     """
     gn = np.asarray(grad_norms, dtype=float)
     factor = check_positive("factor", factor)
