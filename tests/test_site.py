@@ -410,7 +410,13 @@ def test_search_finds_the_hessian(visit, base_url):
     v.page.wait_for_url(re.compile(r"search\.html\?q=Hessian"))
     results = v.page.locator("#search-results li")
     results.first.wait_for(timeout=20_000)
+    # Sphinx fills the list progressively and writes its summary when it is done;
+    # the order among chapters is its own scoring, so ask only that chapters are found.
+    v.page.locator("#search-results p.search-summary").wait_for(timeout=20_000)
+    v.page.wait_for_function(
+        "document.querySelector('#search-results p.search-summary').textContent.trim().length > 0")
     assert results.count() >= 2
     hrefs = results.locator("a").evaluate_all("els => els.map(a => a.getAttribute('href'))")
-    assert any("01_fundamental_question" in h or "index" in h for h in hrefs), hrefs
+    chapters = [h for h in hrefs if re.search(r"chapters/\d\d_", h)]
+    assert len(chapters) >= 3, hrefs
     assert not v.js_errors, v.js_errors
