@@ -13,8 +13,8 @@ export PYTHONHASHSEED ?= 0
 PINNED := $(BIN)/python tools/numerics.py --
 # No MPLBACKEND here: a kernel that inherits Agg would not show figures inline.
 
-.PHONY: venv assets book test test-lib test-notebooks test-robustness test-site notebooks screenshots \
-        bench clean
+.PHONY: venv assets book lab test test-lib test-notebooks test-robustness test-site test-lab notebooks \
+        screenshots bench clean
 
 venv: $(STAMP)
 
@@ -38,10 +38,17 @@ $(ASSETS): package.json package-lock.json
 book: $(STAMP) $(ASSETS)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: test-lib test-notebooks test-robustness test-site
+# JupyterLab on the chapters, with the project's kernel (pinned numerics, see tools/numerics.py)
+# ahead of any kernel of the same name in the user's own Jupyter folders.
+lab: $(STAMP)
+	JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter $(PINNED) $(BIN)/jupyter-lab chapters \
+	    $(if $(filter 0,$(shell id -u)),--allow-root)
+
+test: test-lib test-notebooks test-robustness test-site test-lab
 
 test-lib: $(STAMP)
-	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
+	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py \
+	    --ignore=tests/test_lab.py
 
 # Strict nbval: every output compared; the sanitizer only masks what legitimately varies.
 test-notebooks: $(STAMP)
@@ -57,6 +64,10 @@ test-robustness: $(STAMP)
 test-site: book
 	$(BIN)/python -m pytest tests/test_site.py -q
 
+# The live notebook: a clean JupyterLab on a free local port, chapter 1 run in Chromium.
+test-lab: $(STAMP)
+	$(PINNED) $(BIN)/python -m pytest tests/test_lab.py -q
+
 notebooks: $(STAMP)
 	$(PINNED) $(BIN)/python tools/run_notebooks.py
 
@@ -64,6 +75,7 @@ notebooks: $(STAMP)
 screenshots: $(STAMP) $(ASSETS)
 	test -f _build/html/index.html || $(MAKE) book
 	$(BIN)/python tools/screenshots.py
+	$(PINNED) $(BIN)/python tools/lab.py screenshot
 
 bench: $(STAMP)
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script; done

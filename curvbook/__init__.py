@@ -15,7 +15,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["save_results", "load_results", "results_dir", "chapter_dir"]
+__all__ = ["save_results", "load_results", "results_dir", "chapter_dir", "Quote", "Quotes"]
 
 def chapter_dir():
     """The folder holding the chapter notebooks: the working directory when a notebook runs
@@ -75,3 +75,6 @@ def load_results(chapter, directory=None):
     if not path.exists():
         raise FileNotFoundError(f"no results for chapter {chapter!r}: run its notebook first ({path})")
     return json.loads(path.read_text())
+
+
+from .quotes import Quote, Quotes  # noqa: E402  (the numbers the text quotes)
