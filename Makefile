@@ -14,8 +14,8 @@ export PYTHONHASHSEED ?= 0
 PINNED := $(BIN)/python tools/numerics.py --
 # No MPLBACKEND here: a kernel that inherits Agg would not show figures inline.
 
-.PHONY: venv assets book pdf test test-lib test-notebooks test-robustness test-site test-pdf \
-        notebooks screenshots bench clean
+.PHONY: venv assets book lab pdf test test-lib test-notebooks test-robustness test-site test-pdf \
+        test-lab notebooks screenshots bench clean
 
 venv: $(STAMP)
 
@@ -43,13 +43,19 @@ book: $(STAMP) $(ASSETS)
 pdf: book
 	$(BIN)/python tools/book_pdf.py
 
+# JupyterLab on the chapters, with the project's kernel (pinned numerics, see tools/numerics.py)
+# ahead of any kernel of the same name in the user's own Jupyter folders.
+lab: $(STAMP)
+	JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter $(PINNED) $(BIN)/jupyter-lab chapters \
+	    $(if $(filter 0,$(shell id -u)),--allow-root)
+
 # test-robustness is not yet part of `make test`: chapter 5 (and the quotes of the unconverted
 # chapters) still change under the perturbed regime, and it takes ~7 min; see CHANGELOG.md.
-test: test-lib test-notebooks test-site test-pdf
+test: test-lib test-notebooks test-site test-pdf test-lab
 
 test-lib: $(STAMP)
 	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py \
-	    --ignore=tests/test_pdf.py
+	    --ignore=tests/test_pdf.py --ignore=tests/test_lab.py
 
 # Strict nbval: every output compared; the sanitizer only masks what legitimately varies.
 test-notebooks: $(STAMP)
@@ -68,6 +74,10 @@ test-site: book
 test-pdf: pdf
 	$(BIN)/python -m pytest tests/test_pdf.py -q
 
+# The live notebook: a clean JupyterLab on a free local port, chapter 1 run in Chromium.
+test-lab: $(STAMP)
+	$(PINNED) $(BIN)/python -m pytest tests/test_lab.py -q
+
 notebooks: $(STAMP)
 	$(PINNED) $(BIN)/python tools/run_notebooks.py
 
@@ -75,6 +85,7 @@ notebooks: $(STAMP)
 screenshots: $(STAMP) $(ASSETS)
 	test -f _build/html/index.html || $(MAKE) book
 	$(BIN)/python tools/screenshots.py
+	$(PINNED) $(BIN)/python tools/lab.py screenshot
 
 bench: $(STAMP)
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script; done

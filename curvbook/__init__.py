@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 __all__ = ["save_results", "load_results", "results_dir", "chapter_dir", "explorers",
-           "LECTURE_TABLE"]
+           "LECTURE_TABLE", "Quote", "Quotes"]
 
 #: The lecture's comparison table, verbatim in content, as method -> (memory, convergence, use
 #: case). Chapter 3 measures it and chapter 10 sets the book's findings beside it.
@@ -103,3 +103,4 @@ def explorers():
                  kronecker.cost_explorer, conditioning.conditioning_explorer,
                  evidence.sensitivity_explorer, evidence.bands_explorer, diagnose.run_doctor]
     return {f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}": f for f in factories}
+from .quotes import Quote, Quotes  # noqa: E402  (the numbers the text quotes)

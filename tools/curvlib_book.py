@@ -21,16 +21,28 @@
    ``__version__`` reads the same number) becomes Sphinx's ``release`` and appears in every
    page's footer, next to a link to the whole book as a PDF (``make pdf`` writes
    ``_static/book.pdf``).
+8. Numbers in the prose: the MyST inline role ``{eval}`q.key` `` renders the value committed
+   in its Markdown cell's ``metadata.user_expressions`` (jupyterlab-myst's format, filled by
+   ``tools/run_notebooks.py``; see ``curvbook.quotes``). myst-nb's own ``eval`` role would
+   need a kernel at build time; the book is never executed by the build. An expression with
+   no committed value, or whose committed evaluation failed, is a warning (an error under
+   ``-W``) and never renders its source text. A Markdown-valued result (a table) is parsed as
+   MyST; a block result must stand alone in its paragraph, which it then replaces.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import tomllib
 from pathlib import Path
 
 import nbformat
+from docutils import nodes
 from sphinx.errors import ExtensionError
+from sphinx.transforms import SphinxTransform
 from sphinx.util import logging
+
+from evalroles import METADATA_KEY  # tools/ is on sys.path (local_extensions)
 
 logger = logging.getLogger(__name__)
 
@@ -209,11 +221,92 @@ def citation_roles(app, pagename, templatename, context, doctree):
     list without items (axe: aria-required-children, critical). Entries become list items."""
     if 'role="doc-biblioentry"' in context.get("body", ""):
         context["body"] = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
+class quote_block(nodes.General, nodes.Element):
+    """Block content (a Markdown table) returned by the inline ``eval`` role; hoisted out
+    of its paragraph by :class:`HoistQuoteBlocks` before anything is written."""
+
+
+_QUOTED = re.compile(r"^([\"'])(.*)\1$")  # jupyterlab-myst strips these around text/plain
+
+
+def _cell_index(notebook, line):
+    """The notebook cell a source line belongs to (myst-nb numbers cell k's lines from
+    (k + 1) * 10000 + 1, or from ``metadata.source_map`` for text notebooks)."""
+    smap = notebook.metadata.get("source_map")
+    if smap:
+        starts = [i for i, start in enumerate(smap) if start + 1 <= line]
+        return starts[-1] if starts else None
+    return (line - 1) // 10000 - 1
+
+
+def eval_role(name, rawtext, text, lineno, inliner, options=None, content=()):
+    """``{eval}`expr` ``: the committed result of ``expr`` in this Markdown cell."""
+    document = inliner.document
+    source, line = inliner.reporter.get_source_and_line(lineno)
+    expr = text.strip()
+
+    def fail(msg):
+        logger.warning(f"{{eval}}`{expr}`: {msg}", location=(source, line))
+        return [nodes.inline("", "??", classes=["quote-missing"])], []
+
+    renderer = document.get("nb_renderer")
+    if renderer is None:
+        return fail("only notebooks (executed by tools/run_notebooks.py) can quote values")
+    notebook = renderer.renderer.nb_client.notebook
+    index = _cell_index(notebook, line or 0)
+    if index is None or not 0 <= index < len(notebook.cells) \
+            or notebook.cells[index].cell_type != "markdown":
+        return fail(f"cannot tell which Markdown cell line {line} is in")
+    cell = notebook.cells[index]
+    entries = [e for e in cell.metadata.get(METADATA_KEY, [])
+               if str(e.get("expression", "")).strip() == expr]
+    if not entries:
+        return fail(f"no committed value in Markdown cell {index}: run the notebook with "
+                    "tools/run_notebooks.py (make notebooks)")
+    result = entries[-1].get("result", {})
+    if result.get("status") != "ok":
+        return fail(f"its committed evaluation failed: {result.get('ename')}: "
+                    f"{result.get('evalue')}")
+    data = result.get("data", {})
+    if "text/markdown" in data:
+        holder = nodes.Element()
+        md = renderer.renderer
+        with md.current_node_context(holder):
+            md.nested_render_text(str(data["text/markdown"]), lineno)
+        children = list(holder.children)
+        if len(children) == 1 and isinstance(children[0], nodes.paragraph):
+            return list(children[0].children), []
+        return [quote_block("", *children)], []
+    if "text/plain" not in data:
+        return fail(f"committed result has no text/plain or text/markdown: {sorted(data)}")
+    value = _QUOTED.sub(r"\2", str(data["text/plain"]))
+    return [nodes.inline(value, value, classes=["quote"])], []
+
+
+class HoistQuoteBlocks(SphinxTransform):
+    """A paragraph holding only a block quote (a table) is replaced by the block."""
+
+    default_priority = 200
+
+    def apply(self, **kwargs):
+        for block in list(self.document.findall(quote_block)):
+            para = block.parent
+            others = [c for c in para.children
+                      if c is not block and not (isinstance(c, nodes.Text) and not c.strip())]
+            if isinstance(para, nodes.paragraph) and not others:
+                para.replace_self(block.children)
+            else:
+                logger.warning("a Markdown block quoted with {eval} must stand alone in its "
+                               "paragraph", location=block.parent)
+                block.replace_self(block.children)
 
 
 def setup(app):
     _sources()
     app.connect("config-inited", set_release)
+    # after myst-nb (an extension listed earlier), whose own `eval` role needs a live kernel
+    app.add_role("eval", eval_role, override=True)
+    app.add_transform(HoistQuoteBlocks)
     app.connect("builder-inited", check_notebooks)
     app.connect("html-page-context", edition_footer)
     app.connect("html-page-context", citation_roles)
