@@ -47,7 +47,7 @@ __all__ = ["lecture_momentum", "torch_sgd_path", "torch_equivalence", "character
            "spectral_radius", "stability_limit", "optimal_parameters", "measured_rate",
            "rate_grid", "steps_to_tolerance", "rate_table", "oscillation_check", "nesterov_schedule",
            "sublinear_race", "lessard_gradient", "heavy_ball_counterexample", "digits_speedup",
-           "plot_rate_heatmap", "plot_sublinear_race", "momentum_explorer"]
+           "plot_digits_tuning", "plot_rate_heatmap", "plot_rate_heatmaps", "plot_sublinear_race", "momentum_explorer"]
 
 METHODS = ("gd", "heavy_ball", "nesterov")
 
@@ -408,7 +408,8 @@ def oscillation_check(kappa=100.0, *, lr=1.5, momentum=0.9, steps=200):
 # --------------------------------------------------------------------------------------
 # O(1/t) versus O(1/t^2): convex, not strongly convex
 # --------------------------------------------------------------------------------------
-def sublinear_race(*, dim=400, smallest=1e-8, steps=2000, fit=(100, 1000), beta=0.9):
+def sublinear_race(*, dim=400, smallest=1e-8, steps=2000, fit=(100, 1000), beta=0.9,
+                   spectrum="log"):
     r"""Suboptimality :math:`f(\theta_t)-f^\star` of four methods on a nearly flat convex quadratic.
 
     :math:`f(\theta) = \tfrac12\sum_i \lambda_i\theta_i^2` with ``dim`` eigenvalues spread
@@ -423,6 +424,12 @@ def sublinear_race(*, dim=400, smallest=1e-8, steps=2000, fit=(100, 1000), beta=
     (least-squares slope of :math:`\log(f-f^\star)` against :math:`\log t` over ``fit``) and
     the two upper bounds ``bound_gd`` :math:`\|\theta_1-\theta^\star\|^2/(2\eta t)` and
     ``bound_nesterov`` :math:`2\|\theta_1-\theta^\star\|^2/(\eta(t+1)^2)`.
+
+    ``spectrum="log"`` (eigenvalues even in the logarithm) puts the same share of
+    :math:`f(\theta_1)` in every decade of curvature: at step :math:`t` the components with
+    :math:`\lambda \lesssim 1/t` are still untouched, so the gap falls like the worst-case
+    bounds. ``"uniform"`` (even in :math:`\lambda`) puts almost all of it at large
+    :math:`\lambda`; gradient descent then falls faster than :math:`1/t`.
     """
     dim = check_int("dim", dim, minimum=2)
     smallest = check_positive("smallest", smallest)
@@ -431,7 +438,8 @@ def sublinear_race(*, dim=400, smallest=1e-8, steps=2000, fit=(100, 1000), beta=
     t0, t1 = (check_int("fit[0]", fit[0], minimum=1), check_int("fit[1]", fit[1], minimum=2))
     if not t0 < t1 <= steps:
         raise ValueError(f"fit must satisfy 1 <= fit[0] < fit[1] <= steps, got {fit}")
-    lam = np.geomspace(smallest, 1.0, dim)
+    check_choice("spectrum", spectrum, {"log", "uniform"})
+    lam = np.geomspace(smallest, 1.0, dim) if spectrum == "log" else np.linspace(smallest, 1.0, dim)
     x0 = np.ones(dim)
 
     def f(x):
@@ -473,81 +481,153 @@ def heavy_ball_counterexample(x0=3.3, steps=60):
     Returns ``{name: iterates}`` for the heavy ball (Polyak's tuning), Nesterov (its
     strongly convex tuning) and gradient descent (:math:`\eta = 2/(L+\mu)`), all from
     ``x0``, plus ``cycle``: the heavy ball's last three iterates (it settles on a 3-cycle
-    instead of converging to 0).
+    instead of converging to 0), and ``lr``: the step each method used.
     """
     x0 = check_real("x0", x0)
     steps = check_int("steps", steps, minimum=3)
-    out = {}
+    out, lrs = {}, {}
     for method, name in (("heavy_ball", "heavy ball (Polyak's tuning)"),
                          ("nesterov", "Nesterov"), ("gd", "gradient descent")):
         p = optimal_parameters(1.0, 25.0, method)
+        lrs[name] = p["lr"]
         out[name] = lecture_momentum(lessard_gradient, np.array([x0]), lr=p["lr"],
                                      momentum=p["momentum"], steps=steps,
                                      nesterov=method == "nesterov")["x"][:, 0]
     out["cycle"] = out["heavy ball (Polyak's tuning)"][-3:].copy()
+    out["lr"] = lrs
     return out
 
 
 # --------------------------------------------------------------------------------------
 # "10-30% faster" on a real network
 # --------------------------------------------------------------------------------------
-def digits_speedup(*, steps=120, batch_size=64, hidden=64, seeds=(0, 1, 2, 3, 4),
-                   lr_grid=None, momentum=0.9, target=None, window=20):
-    r"""SGD vs SGD with momentum on an MLP for scikit-learn's digits, each with a tuned lr.
+DIGITS_MOMENTA = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
+
+
+def digits_speedup(*, steps=120, batch_size=64, hidden=64, seeds=tuple(range(10)),
+                   tune_seeds=(100, 101, 102), lr_grid=None, momenta=DIGITS_MOMENTA,
+                   target=None, window=20):
+    r"""SGD vs SGD with momentum on an MLP for scikit-learn's digits, both tuned by one rule.
 
     Both optimizers (:class:`curvlib.optim.SGD`) get the same budget and the same
-    learning-rate grid (default ``curvlib.compare.lr_grid(0.1, 10)``); each rate is chosen on a separate tuning seed by final training loss
-    (:func:`curvlib.compare.tune_and_compare`), then both are trained from ``seeds``. The speed
-    measure is the number of steps until the mini-batch loss, averaged over the last ``window``
-    steps (:func:`curvlib.compare.steps_to_target`), first falls below ``target`` (default:
-    the highest smoothed final loss among the SGD runs, a level every SGD run reaches within
-    the budget).
+    learning-rate grid (default ``curvlib.compare.lr_grid(0.01, 30)``); momentum's
+    :math:`\beta` is tuned too, over ``momenta``. The rule is the same for every contender:
+    the setting with the lowest final training loss, averaged over ``tune_seeds``
+    (:func:`curvlib.compare.tune_lr`, ties to the smaller rate). Then both are trained from
+    ``seeds``, which are not tuning seeds. The speed measure is the number of steps until the
+    mini-batch loss, averaged over the last ``window`` steps
+    (:func:`curvlib.compare.steps_to_target`), first falls below ``target`` (default: the
+    highest smoothed final loss among the SGD runs, a level every SGD run reaches).
 
-    Training runs on one thread (:func:`curvlib.runs.single_thread`), so the result does not
-    depend on ``OMP_NUM_THREADS``. Returns a dict with the :class:`~curvlib.compare.Comparison`
-    (its ``scores`` hold the final loss at every rate of the grid, the tuning curve),
-    ``target``, per-seed ``steps_to_target`` (``inf`` if never) and ``speedup`` (mean SGD
-    steps / mean momentum steps).
+    Training runs on one thread (:func:`curvlib.runs.single_thread`). Returns a dict: ``names``
+    (SGD, momentum), ``scores`` (``{beta: {lr: score}}``, ``beta = 0`` for SGD), ``best_lr``,
+    ``best_momentum``, ``at_edge`` (which chosen value sits at an end of its grid), ``margin``
+    (relative gap between the best and the runner-up setting of each contender), ``runs``
+    (:class:`~curvlib.compare.RunStats` per name), ``target``, per-seed ``steps_to_target``,
+    ``speedup`` (mean SGD steps / mean momentum steps) and ``paired``
+    (:func:`curvbook.claims.paired_percent` of the steps: how much faster momentum is, with
+    its 95% interval).
     """
     from curvlib import compare, models, optim
     from curvlib import data as cdata
     from curvlib.runs import single_thread
+    from curvbook.claims import paired_percent
 
     steps = check_int("steps", steps, minimum=2 * window)
-    momentum = check_unit_interval("momentum", momentum)
+    momenta = tuple(float(check_unit_interval("momenta", b)) for b in momenta)
+    if len(momenta) < 3 or len(set(momenta)) != len(momenta) or any(b <= 0 for b in momenta):
+        raise ValueError(f"momenta must hold at least 3 distinct values in (0, 1), got {momenta}")
+    seeds, tune_seeds = tuple(seeds), tuple(tune_seeds)
+    if set(seeds) & set(tune_seeds):
+        raise ValueError(f"seeds and tune_seeds must be disjoint, got {seeds} and {tune_seeds}")
     data = cdata.digits()
-    names = ("SGD", f"SGD+momentum {momentum:g}")
-    lr_grid = compare.lr_grid(0.1, 10.0) if lr_grid is None else lr_grid
-    optimizers = {names[0]: optim.factory("sgd"),
-                  names[1]: optim.factory("momentum", momentum=momentum)}
+    grid = compare.lr_grid(0.01, 30.0) if lr_grid is None else tuple(lr_grid)
+    names = ("SGD", "SGD+momentum")
+
+    def make(s):
+        return models.mlp([64, hidden, 10], seed=s)
+
+    def factory(beta):
+        return optim.factory("sgd") if beta == 0 else optim.factory("momentum", momentum=beta)
+
+    budget = dict(steps=steps, batch_size=batch_size)
     with single_thread():
-        comp = compare.tune_and_compare(optimizers, lr_grid,
-                                        lambda s: models.mlp([64, hidden, 10], seed=s), data,
-                                        steps=steps, seeds=seeds, batch_size=batch_size,
-                                        select="train_loss")
+        scores = {b: compare.tune_lr(factory(b), grid, make, data, tune_seeds=tune_seeds,
+                                     select="train_loss", **budget)[1]
+                  for b in (0.0,) + momenta}
+        settings = {0.0: [(0.0, lr) for lr in grid],
+                    "mom": [(b, lr) for b in momenta for lr in grid]}
+        chosen, margin = {}, {}
+        for key, name in ((0.0, names[0]), ("mom", names[1])):
+            ranked = sorted(settings[key], key=lambda s: (scores[s[0]][s[1]], s[1], s[0]))
+            chosen[name] = ranked[0]
+            best, second = (scores[b][lr] for b, lr in ranked[:2])
+            margin[name] = float(second / best - 1) if best > 0 else math.inf
+        runs = {name: compare.run_seeds(factory(b), lr, make, data, seeds=seeds, name=name,
+                                        **budget)
+                for name, (b, lr) in chosen.items()}
     if target is None:
-        finals = compare.smooth(comp.runs[names[0]].loss, window)[:, -1]
+        finals = compare.smooth(runs[names[0]].loss, window)[:, -1]
         target = float(np.max(finals[np.isfinite(finals)]))
-    reached = {name: compare.steps_to_target(r.loss, target, window)
-               for name, r in comp.runs.items()}
-    speedup = float(np.mean(reached[names[0]]) / np.mean(reached[names[1]]))
-    return {"comparison": comp, "names": names, "target": target, "steps_to_target": reached,
-            "speedup": speedup, "best_lr": dict(comp.best_lr), "momentum": momentum}
+    reached = {name: compare.steps_to_target(r.loss, target, window) for name, r in runs.items()}
+    if not all(np.isfinite(v).all() for v in reached.values()):
+        raise RuntimeError(f"a run never reached the target loss {target:.3g}; lower it or "
+                           "raise steps")
+    best_lr = {name: lr for name, (b, lr) in chosen.items()}
+    beta = chosen[names[1]][0]
+    at_edge = {"SGD: learning rate": best_lr[names[0]] in (grid[0], grid[-1]),
+               "momentum: learning rate": best_lr[names[1]] in (grid[0], grid[-1]),
+               "momentum: β": beta in (momenta[0], momenta[-1])}
+    return {"names": names, "scores": scores, "lr_grid": grid, "momenta": momenta,
+            "best_lr": best_lr, "best_momentum": beta, "at_edge": at_edge, "margin": margin,
+            "runs": runs, "seeds": seeds, "tune_seeds": tune_seeds, "target": target,
+            "steps_to_target": reached,
+            "speedup": float(np.mean(reached[names[0]]) / np.mean(reached[names[1]])),
+            "paired": paired_percent(reached[names[0]], reached[names[1]])}
+
+
+def plot_digits_tuning(d, ax=None):
+    """Left panel of the digits experiment: final training loss (mean over the tuning seeds)
+    against the learning rate, for SGD and for every momentum; the chosen settings circled."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.gca()
+    grid = np.array(d["lr_grid"])
+    cmap = plt.get_cmap("viridis")
+    for k, b in enumerate((0.0,) + d["momenta"]):
+        y = np.array([d["scores"][b][lr] for lr in grid])
+        y = np.where(np.isfinite(y) & (y < 10), y, np.nan)
+        chosen = b == 0 or b == d["best_momentum"]
+        ax.plot(grid, y, "o-" if chosen else ".-", lw=2 if chosen else 1,
+                color="k" if b == 0 else cmap(k / (len(d["momenta"]) + 0.5)),
+                label="SGD (β = 0)" if b == 0 else f"β = {b:g}", alpha=1 if chosen else 0.7)
+    for name in d["names"]:
+        b = 0.0 if name == d["names"][0] else d["best_momentum"]
+        lr = d["best_lr"][name]
+        ax.plot(lr, d["scores"][b][lr], "o", ms=14, mfc="none", mec="C3", mew=2)
+    ax.set(xscale="log", yscale="log", xlabel="learning rate η",
+           ylabel="final training loss\n(mean of tuning seeds)")
+    ax.legend(fontsize="small", ncols=2)
+    return ax
 
 
 # --------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------
-def plot_rate_heatmap(grid, ax=None, *, which="measured"):
+RATE_LABEL = "{which} rate per step (smaller is faster)"
+
+
+def plot_rate_heatmap(grid, ax=None, *, which="measured", vmin=None, vmax=1.0, colorbar=True):
     r"""Heat map of the rate over (lr, momentum), with the theory's stable boundary
-    :math:`\eta L = 2 + 2\beta` (heavy ball) or its Nesterov analogue and the optimum marked."""
+    :math:`\eta L = 2 + 2\beta` (heavy ball) or its Nesterov analogue and the optimum marked.
+    ``vmin``/``vmax`` fix the colour scale (:func:`plot_rate_heatmaps` gives several maps one
+    scale and one colour bar)."""
     from curvlib import plots
     check_choice("which", which, {"measured", "theory"})
     V = np.where(grid[which] < 1, grid[which], np.nan)
-    ax = plots.heatmap(V, grid["lrs"], grid["momenta"], ax=ax, log_x=True, vmin=None, vmax=1,
+    ax = plots.heatmap(V, grid["lrs"], grid["momenta"], ax=ax, log_x=True, vmin=vmin, vmax=vmax,
                        cmap="magma_r", xlabel=r"learning rate $\eta$ (units of $1/L$)",
-                       ylabel=r"momentum $\beta$",
-                       colorbar_label=f"{which} rate per step (smaller is faster)")
+                       ylabel=r"momentum $\beta$", colorbar=colorbar,
+                       colorbar_label=RATE_LABEL.format(which=which))
     b = np.linspace(0, grid["momenta"].max(), 100)
     ax.plot(stability_limit(b, grid["method"]), b, "c--", lw=1.5,
             label="stability limit (theory)")
@@ -558,6 +638,19 @@ def plot_rate_heatmap(grid, ax=None, *, which="measured"):
     ax.set_ylim(grid["momenta"][0], grid["momenta"][-1])
     ax.legend(loc="lower left", fontsize="small")
     return ax
+
+
+def plot_rate_heatmaps(grids, axes, *, which="measured"):
+    """Several :func:`plot_rate_heatmap` panels on one colour scale (the smallest rate of any
+    of them to 1) with one labelled colour bar; returns the colour bar."""
+    vmin = min(float(np.nanmin(np.where(g[which] < 1, g[which], np.nan))) for g in grids)
+    for g, ax in zip(grids, axes):
+        plot_rate_heatmap(g, ax, which=which, vmin=vmin, vmax=1.0, colorbar=False)
+    axes = list(axes)
+    cb = axes[0].figure.colorbar(axes[0].collections[0], ax=axes)
+    cb.set_label(RATE_LABEL.format(which=which))
+    cb.ax.set_title("grey:\ndiverged", fontsize="small")
+    return cb
 
 
 def plot_sublinear_race(race, ax=None):
@@ -578,7 +671,7 @@ def plot_sublinear_race(race, ax=None):
 # The widget
 # --------------------------------------------------------------------------------------
 EXPLORER_LRS = (0.05, 0.2, 1.0, 1.8, 2.5, 3.5, 5.0)
-EXPLORER_MOMENTA = (0.0, 0.5, 0.8, 0.9, 0.99)
+EXPLORER_MOMENTA = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 
 
 def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
@@ -627,7 +720,7 @@ def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
                 summary.append(f"{name}: error {math.sqrt(gap[-1, i, j] / f0):.1e} after {steps} steps")
         plots.contour(f, grid=grid, paths=paths, ax=ax1, legend=False, levels=14,
                       path_kw={"lw": 1.2})
-        ax1.set_title(f"lr={lr:g}/L, β={momentum:g}, κ={kappa:g}", fontsize="small")
+        ax1.set_title(f"lr={lr:g}/L, β={momentum:g}, κ={kappa:g}")
         ax1.set_xticks([])
         ax1.set_yticks([])
         plots.convergence(curves, ax=ax2, ylabel="f(θ_t) − f*", legend=True)
@@ -637,6 +730,6 @@ def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
 
     return Explorer(render, {"lr": list(EXPLORER_LRS), "momentum": list(EXPLORER_MOMENTA)},
                     labels={"lr": "learning rate (× 1/L)", "momentum": "momentum β"},
-                    initial={"lr": 1.0, "momentum": 0.8},
+                    initial={"lr": 1.0, "momentum": 0.8}, dpi=120,
                     alt="Heavy-ball and Nesterov paths on a rotated quadratic, with their loss curves")
 

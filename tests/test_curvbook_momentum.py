@@ -110,16 +110,56 @@ def test_heavy_ball_cycles_on_lessard_function():
     assert np.min(np.abs(hb[-30:])) > 0.5           # never settles at the minimum 0
     np.testing.assert_allclose(hb[-3:], hb[-6:-3], atol=1e-9)  # a 3-cycle
     assert abs(out["Nesterov"][-1]) < 1e-8 and abs(out["gradient descent"][-1]) < 1e-8
+    assert out["lr"]["gradient descent"] == pytest.approx(2 / 26)   # 2/(L + mu)
+    assert out["lr"]["Nesterov"] == pytest.approx(1 / 25)
 
 
 # ------------------------------------------------------------------ real data (small budget)
 def test_digits_momentum_prefers_a_smaller_lr():
-    d = mo.digits_speedup(steps=40, seeds=(0, 1, 2, 3, 4), lr_grid=(0.1, 1.0), window=10)
+    d = mo.digits_speedup(steps=40, seeds=(0, 1, 2, 3, 4), tune_seeds=(100,),
+                          lr_grid=(0.1, 1.0, 3.0), momenta=(0.5, 0.9, 0.95), window=10)
     sgd, mom = d["names"]
     # momentum's effective step is lr/(1-beta): its best lr is below SGD's
     assert d["best_lr"][mom] < d["best_lr"][sgd]
+    assert d["best_momentum"] in (0.5, 0.9, 0.95)
+    assert set(d["scores"]) == {0.0, 0.5, 0.9, 0.95}
     assert d["steps_to_target"][sgd].max() <= 40
     assert d["speedup"] > 0
+    est, lo, hi = d["paired"]
+    assert lo <= est <= hi
+    assert set(d["at_edge"]) == {"SGD: learning rate", "momentum: learning rate", "momentum: β"}
+    assert all(m >= 0 for m in d["margin"].values())
+
+
+def test_digits_rejects_shared_seeds_and_bad_momenta():
+    with pytest.raises(ValueError, match="disjoint"):
+        mo.digits_speedup(steps=40, seeds=(0, 1, 2, 3, 4), tune_seeds=(4,), window=10)
+    with pytest.raises(ValueError, match="momenta"):
+        mo.digits_speedup(steps=40, momenta=(0.9, 0.9, 0.5), window=10)
+
+
+def test_uniform_spectrum_makes_gradient_descent_faster_than_the_bound():
+    log = mo.sublinear_race(dim=200, steps=1200, fit=(100, 1000))
+    uni = mo.sublinear_race(dim=200, steps=1200, fit=(100, 1000), spectrum="uniform")
+    assert log["slopes"]["gradient descent"] == pytest.approx(-1, abs=0.15)
+    assert uni["slopes"]["gradient descent"] < -1.5
+    with pytest.raises(ValueError, match="spectrum"):
+        mo.sublinear_race(spectrum="flat")
+
+
+def test_heatmaps_share_one_colour_scale():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    grids = [mo.rate_grid(100, method=m, lrs=np.geomspace(0.05, 5, 9), momenta=np.linspace(0, 0.9, 5),
+                          steps=60) for m in ("heavy_ball", "nesterov")]
+    fig, axes = plt.subplots(1, 2)
+    cb = mo.plot_rate_heatmaps(grids, axes)
+    a, b = (ax.collections[0].norm for ax in axes)
+    assert (a.vmin, a.vmax) == (b.vmin, b.vmax) and a.vmax == 1.0
+    assert cb.ax.get_ylabel().startswith("measured rate")
+    assert len(fig.axes) == 3                     # two maps, one colour bar
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------ widget
