@@ -704,7 +704,7 @@ def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
 
     def render(fig, lr, momentum):
         i, j = EXPLORER_LRS.index(lr), EXPLORER_MOMENTA.index(momentum)
-        ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.25])
+        ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.25], gridspec_kw={"wspace": 0.4})
         paths, curves, summary = {}, {}, []
         for name, (x, gap) in runs.items():
             k = divergence_step(gap[:, i, j])
@@ -723,7 +723,7 @@ def momentum_explorer(kappa=20.0, angle=math.pi / 6, steps=150, tol=1e-6):
         ax1.set_title(f"lr={lr:g}/L, β={momentum:g}, κ={kappa:g}")
         ax1.set_xticks([])
         ax1.set_yticks([])
-        plots.convergence(curves, ax=ax2, ylabel="f(θ_t) − f*", legend=True)
+        plots.convergence(curves, ax=ax2, ylabel="f(θₜ) − f*", legend=True)
         ax2.set_ylim(1e-14 * f0, 1e3 * f0)
         plots.plain_log_ticks(ax2)
         return " | ".join(summary)
