@@ -679,6 +679,7 @@ def schedule_designer(base_lrs=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
         # frame's cost, and the widget must redraw in well under 100 ms
         lr_curve, r = curves[decay, warmup, base_lr]
         a, b = fig.subplots(1, 2)
+        fig.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.96, wspace=0.38)
         a.plot(lr_curve, color="C1")
         a.set_xlabel("step")
         a.set_ylabel("learning rate")
