@@ -17,17 +17,18 @@ with small loss gradients is decayed hard and one with large gradients hardly at
 shrinks every weight by the same factor :math:`1-\eta\lambda` (Loshchilov & Hutter, 2019,
 "Decoupled Weight Decay Regularization", ICLR). :func:`decay_mechanism` shows this on the
 digits pixels that are constant in the training set (their weights get no loss gradient);
-:func:`l2_vs_decoupled` compares the two on a shared (lr, decay) grid over seeds.
+:func:`l2_vs_decoupled` tunes each over (lr, decay) by one rule (:func:`tune_on_grid`, which grows
+a grid until its best point is inside it) and compares them paired over seeds.
 
 **Learning-rate strategies.** :func:`lr_sensitivity` sweeps the learning rate of Adam and
 SGD with momentum over one grid and five seeds (the lecture's recommended ranges);
-:func:`warmup_large_batch` tests linear warmup at batch 1024 with linearly scaled rates
+:func:`warmup_batches` tests linear warmup at several batch sizes and peak rates
 (Goyal et al., 2017, "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour",
 arXiv:1706.02677); :func:`schedule_comparison` compares constant, step and cosine decay at
-an equal budget with tuned rates (Loshchilov & Hutter, 2017, "SGDR: Stochastic Gradient
-Descent with Warm Restarts", ICLR). :func:`schedule_designer` is the chapter's widget.
-Every comparison goes through :mod:`curvlib.compare` (same grid for every contender, five
-reporting seeds).
+an equal budget, each base rate tuned by :func:`tune_on_grid` (Loshchilov & Hutter, 2017,
+"SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR). :func:`schedule_designer` is
+the chapter's widget. Runs go through :mod:`curvlib.compare`; two contenders are compared by
+:func:`paired_difference` (a Student-t interval of the per-seed differences).
 """
 from __future__ import annotations
 
