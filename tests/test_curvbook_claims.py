@@ -244,8 +244,6 @@ PENDING = {
     "ch02-claim-500tb": "ratio rule: 2.61 PB is 5.2x the claimed 500 TB (wrong); one box, two claims",
     "ch03-claim-batch": "one box for three claims; 'use case: small batches' is wrong",
     "ch03-claim-adam": "arithmetic rule: without bias correction the update is not Adam's (wrong)",
-    "ch05-claim-shift": "one box for two claims (shift wrong, conditioning approximately right)",
-    "ch05-claim-ranges": "window rule: Adam's range is 3x outside the window (wrong), SGD's overlaps",
     "ch10-claim-robust": "cited: no measure of stability, benchmarks vary by task (unsupported)",
     "ch10-claim-easy": "'half right' is not on the verdict scale",
 }
