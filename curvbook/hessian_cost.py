@@ -816,7 +816,7 @@ def hf_vs_lbfgs(*, seeds=(0, 1, 2, 3, 4), tune_seeds=(100, 101, 102), tol=1e-5, 
     Both methods are scored by the evaluations (gradients, Hessian-vector products and loss
     values, one each) they spend until :math:`\|\nabla f\|_\infty \le` ``tol``. Each gets its
     hyperparameter that matters tuned on its grid, on the initial weights drawn with each of
-    ``tune_seeds``, by the same rule (:func:`_tune`: the fewest evaluations, mean log count
+    ``tune_seeds``, by the same rule (the fewest evaluations, mean log count
     over the tuning seeds, with settings within one standard error of the best counted as a
     tie that goes to the smaller; a grid is extended by a factor 2.5 at an end while the
     winner sits there): L-BFGS its history size :math:`m`, Hessian-free the most products per
