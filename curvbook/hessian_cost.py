@@ -37,6 +37,7 @@ import numpy as np
 
 from curvlib import plots
 from curvlib._checks import check_choice, check_int, check_positive
+from curvlib.landscapes import LogisticRegression
 from curvlib.runs import single_thread
 
 __all__ = ["PRECISIONS", "REFERENCE_MACHINE", "FONT_SIZE", "memory_rows", "memory_markdown",
@@ -590,28 +591,13 @@ def logistic_condition_number(l2=1e-3):
     it is positive definite: a contrast to the network above. ``l2 > 0`` adds
     :math:`\tfrac{l2}{2}\|w\|^2`; it is needed, because the training split is linearly
     separable and the unregularised loss has no minimiser (its weights grow without bound).
-    Uses float64 Newton iterations from zero.
+    The problem and its minimiser (float64 Newton iterations from zero) are
+    :meth:`curvlib.landscapes.LogisticRegression.breast_cancer`.
     """
-    from curvlib import data
-    l2 = check_positive("l2", l2)
-    split = data.breast_cancer(as_torch=False, dtype="float64")
-    X = np.hstack([split.X_train, np.ones((len(split.X_train), 1))])
-    y = split.y_train.astype(float)
-    w = np.zeros(X.shape[1])
-
-    def hess(w):
-        p = 1 / (1 + np.exp(-X @ w))
-        return (X * (p * (1 - p))[:, None]).T @ X / len(y) + l2 * np.eye(len(w))
-
-    for _ in range(30):
-        p = 1 / (1 + np.exp(-X @ w))
-        g = X.T @ (p - y) / len(y) + l2 * w
-        w = w - np.linalg.solve(hess(w), g)
-        if np.max(np.abs(g)) < 1e-12:
-            break
-    lam = np.linalg.eigvalsh(hess(w))
+    prob = LogisticRegression.breast_cancer(check_positive("l2", l2))
+    lam = np.linalg.eigvalsh(prob.hess(prob.minimum))
     return dict(kappa=float(lam[-1] / lam[0]), lambda_max=float(lam[-1]), lambda_min=float(lam[0]),
-                weight_norm=float(np.linalg.norm(w)))
+                weight_norm=float(np.linalg.norm(prob.minimum)))
 
 
 # --------------------------------------------------------------------------------------
@@ -777,46 +763,64 @@ def curvature_problem(seed=0, hidden=12, n_samples=300, l2=1e-3):
 
 
 def _tune(run, grid, *, widen, cap, minimum=1, max_extensions=6):
-    """The grid value with the fewest evaluations to the target (ties: the smaller value).
+    """The grid value with the fewest evaluations to the target, by the one-standard-error rule.
 
-    Each run is capped at the best count so far (a slower run cannot win). While the winner
-    sits at an end of the grid, the grid is extended there with ``widen`` (not below
-    ``minimum``, which is a natural end rather than an edge). Returns ``(best, counts, grid,
-    at_edge)``, ``at_edge`` True only if the extensions ran out.
+    ``run(v, cap)`` returns the evaluations one run with setting ``v`` spent (``None``: not
+    within ``cap``), or a list of them, one per tuning seed. A setting's score is the mean
+    :math:`\log` count over the seeds (infinite if any run failed). The choice is the
+    *smallest* value whose score is within one standard error (over the seeds) of the best
+    score: settings whose difference the seeds cannot resolve count as a tie, and the tie
+    goes to the smaller one (less memory, less work per step). With one count per setting
+    this is the value with the fewest evaluations (ties: the smaller), and each run is capped
+    at the best count so far (a slower run cannot win). While the best score sits at the top
+    of the grid, or the choice at its bottom, the grid is extended there with ``widen`` (not
+    below ``minimum``, which is a natural end rather than an edge). Returns ``(best, counts,
+    grid, at_edge)``: ``counts`` the geometric mean count per grid value (``None`` if a run
+    failed), ``at_edge`` True only if the extensions ran out.
     """
     grid = sorted(set(grid))
-    counts = {}
+    scores, errors = {}, {}
     for _ in range(max_extensions + 1):
         for v in grid:
-            if v not in counts:
-                done = [c for c in counts.values() if c is not None]
-                counts[v] = run(v, min(done, default=cap))
-        scores = [math.inf if counts[v] is None else counts[v] for v in grid]
-        i = int(np.argmin(scores))
-        if not math.isfinite(scores[i]):
+            if v not in scores:
+                done = [math.exp(c) for c in scores.values() if math.isfinite(c)]
+                counts = run(v, min(done, default=cap))
+                counts = counts if isinstance(counts, (list, tuple)) else [counts]
+                if None in counts:
+                    scores[v], errors[v] = math.inf, 0.0
+                else:
+                    logs = np.log(np.asarray(counts, dtype=float))
+                    scores[v] = float(logs.mean())
+                    errors[v] = float(logs.std(ddof=1) / math.sqrt(len(logs))) if len(logs) > 1 else 0.0
+        values = [scores[v] for v in grid]
+        i = int(np.argmin(values))
+        if not math.isfinite(values[i]):
             raise ValueError(f"no setting of {grid} reached the target within {cap} evaluations")
-        low, high = i == 0 and grid[0] > minimum, i == len(grid) - 1
+        j = next(k for k, v in enumerate(grid) if scores[v] <= values[i] + errors[grid[i]])
+        low, high = j == 0 and grid[0] > minimum, i == len(grid) - 1
         if not (low or high):
             break
         if low:
             grid.insert(0, max(minimum, widen(grid[0], -1)))
         else:
             grid.append(widen(grid[-1], +1))
-    at_edge = (i == 0 and grid[0] > minimum) or i == len(grid) - 1
-    return grid[i], [counts[v] for v in grid], grid, at_edge
+    at_edge = (j == 0 and grid[0] > minimum) or i == len(grid) - 1
+    return grid[j], [math.exp(scores[v]) if math.isfinite(scores[v]) else None for v in grid], grid, at_edge
 
 
-def hf_vs_lbfgs(*, seeds=(0, 1, 2, 3, 4), tune_seed=100, tol=1e-5, max_evals=3000,
+def hf_vs_lbfgs(*, seeds=(0, 1, 2, 3, 4), tune_seeds=(100, 101, 102), tol=1e-5, max_evals=3000,
                 lbfgs_grid=(2, 5, 10, 20, 50), hf_grid=(2, 5, 10, 20, 50), step=None,
                 hidden=12, n_samples=300, l2=1e-3):
     r"""Hessian-free Newton-CG against L-BFGS on :func:`curvature_problem`, counted fairly.
 
     Both methods are scored by the evaluations (gradients, Hessian-vector products and loss
     values, one each) they spend until :math:`\|\nabla f\|_\infty \le` ``tol``. Each gets its
-    hyperparameter that matters tuned on its grid, on the initial weights drawn with
-    ``tune_seed``, by the same rule (fewest evaluations; a grid is extended by a factor 2.5
-    at an end while the winner sits there): L-BFGS its history size :math:`m`, Hessian-free
-    the most products per CG run. Then both run from the initial weights of ``seeds``.
+    hyperparameter that matters tuned on its grid, on the initial weights drawn with each of
+    ``tune_seeds``, by the same rule (the fewest evaluations, mean log count
+    over the tuning seeds, with settings within one standard error of the best counted as a
+    tie that goes to the smaller; a grid is extended by a factor 2.5 at an end while the
+    winner sits there): L-BFGS its history size :math:`m`, Hessian-free the most products per
+    CG run. Then both run from the initial weights of ``seeds``.
     ``step`` replaces :func:`hessian_free_step` (the chapter passes its own cell).
 
     Returns a dict: ``n_params``, ``tuned`` (``{"L-BFGS": (m, counts, grid, at_edge),
@@ -827,30 +831,35 @@ def hf_vs_lbfgs(*, seeds=(0, 1, 2, 3, 4), tune_seed=100, tol=1e-5, max_evals=300
     def problem(seed):
         return curvature_problem(seed, hidden, n_samples, l2)
 
-    def run_lbfgs(m, cap, seed=tune_seed):
+    tune_seeds = [check_int("tune_seeds", t, minimum=0) for t in tune_seeds]
+    if not tune_seeds or set(tune_seeds) & set(seeds):
+        raise ValueError(f"tune_seeds must be non-empty and apart from seeds, got {tune_seeds} and {seeds}")
+
+    def run_lbfgs(m, cap, seed):
         f, w0 = problem(seed)
         return lbfgs_history(f, w0, history_size=m, tol=tol, max_evals=cap)
 
-    def run_hf(k, cap, seed=tune_seed):
+    def run_hf(k, cap, seed):
         f, w0 = problem(seed)
         return hessian_free(f, w0, cg_products=k, tol=tol, max_evals=cap, step=step)
+
+    def counts(run, v):  # every tuning seed runs to the full budget: the scores are means
+        return [evaluations_to(run(v, max_evals, t), tol) for t in tune_seeds]
 
     def widen(v, direction):
         return round(v * 2.5) if direction > 0 else max(1, round(v / 2.5))
 
     with single_thread():
         tuned = {
-            "L-BFGS": _tune(lambda m, cap: evaluations_to(run_lbfgs(m, cap), tol), lbfgs_grid,
-                            widen=widen, cap=max_evals),
-            "Hessian-free": _tune(lambda k, cap: evaluations_to(run_hf(k, cap), tol), hf_grid,
-                                  widen=widen, cap=max_evals)}
+            "L-BFGS": _tune(lambda m, cap: counts(run_lbfgs, m), lbfgs_grid, widen=widen, cap=max_evals),
+            "Hessian-free": _tune(lambda k, cap: counts(run_hf, k), hf_grid, widen=widen, cap=max_evals)}
         runs = {"L-BFGS": lambda s: run_lbfgs(tuned["L-BFGS"][0], max_evals, s),
                 "Hessian-free": lambda s: run_hf(tuned["Hessian-free"][0], max_evals, s)}
         histories = {name: [run(s) for s in seeds] for name, run in runs.items()}
     f, w0 = problem(seeds[0])
     return {"n_params": int(w0.numel()), "tuned": tuned, "histories": histories,
             "evaluations": {k: [evaluations_to(h, tol) for h in hs] for k, hs in histories.items()},
-            "seeds": tuple(seeds), "tune_seed": tune_seed, "tol": tol, "max_evals": max_evals}
+            "seeds": tuple(seeds), "tune_seeds": tuple(tune_seeds), "tol": tol, "max_evals": max_evals}
 
 
 def plot_hf_vs_lbfgs(result, ax=None, *, figsize=(7.2, 4.0)):

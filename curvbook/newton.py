@@ -29,14 +29,13 @@ import numpy as np
 
 from curvlib import minimize
 from curvlib._checks import check_int, check_positive, check_real
-from curvlib.landscapes import Quadratic, Rosenbrock
+from curvlib.landscapes import LogisticRegression, Quadratic, Rosenbrock
 
 from .stats import paired_ratio, verdict
 
 __all__ = ["quadratic", "best_fixed_lr", "gd_quadratic_path", "diagonal_newton_quadratic_path",
            "gd_path", "gd_steps_grid", "lr_grid", "tune_gd", "steps_to", "span",
-           "quadratic_race", "iteration_table", "rosenbrock_race", "LogisticRegression",
-           "breast_cancer_problem", "newton_flops", "logistic_race", "newton_vs_gd", "digits_table",
+           "quadratic_race", "iteration_table", "rosenbrock_race", "newton_flops", "logistic_race", "newton_vs_gd", "digits_table",
            "error_panel", "plot_race", "plot_rosenbrock", "plot_logistic", "newton_explorer",
            "EXPLORERS"]
 
@@ -54,59 +53,6 @@ def quadratic(kappa, angle=0.0):
     if kappa < 1:
         raise ValueError(f"kappa must be >= 1, got {kappa}")
     return Quadratic(condition_number=kappa, angle=angle, smallest_eigenvalue=1.0 / kappa)
-
-
-class LogisticRegression:
-    r"""L2-regularised logistic regression, with exact gradient and Hessian.
-
-    .. math::
-        f(w) = \frac1n\sum_{i=1}^n \big[\log(1+e^{x_i^\top w}) - y_i x_i^\top w\big]
-               + \frac{\lambda}{2}\|w\|^2,\qquad
-        \nabla f = \tfrac1n X^\top(p - y) + \lambda w,\qquad
-        \nabla^2 f = \tfrac1n X^\top \mathrm{diag}(p(1-p)) X + \lambda I,
-
-    with :math:`p = \sigma(Xw)`. ``L`` is the smoothness bound
-    :math:`\lambda_{\max}(X^\top X)/(4n) + \lambda`, which makes :math:`\eta = 1/L` safe for
-    gradient descent. One loss value costs about :math:`2nd` flops (``flops_value``), one
-    gradient :math:`4nd` (``flops_gradient``), forming the Hessian and solving with it by
-    Cholesky :math:`2nd^2 + d^3/3` (``flops_hessian``), so a Newton step about
-    :math:`2nd^2 + d^3/3 + 4nd` (``flops_newton``).
-    """
-
-    def __init__(self, X, y, l2=1e-2):
-        X = np.asarray(X, dtype=float)
-        y = np.asarray(y, dtype=float)
-        if X.ndim != 2 or y.shape != (X.shape[0],):
-            raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
-        if not np.all((y == 0) | (y == 1)):
-            raise ValueError("y must contain only 0 and 1")
-        self.X, self.y, self.l2 = X, y, check_positive("l2", l2)
-        n, d = X.shape
-        self.L = float(np.linalg.eigvalsh(X.T @ X / n).max() / 4 + self.l2)
-        self.flops_value = 2 * n * d
-        self.flops_gradient = 4 * n * d
-        self.flops_hessian = 2 * n * d * d + d ** 3 // 3
-        self.flops_newton = self.flops_hessian + self.flops_gradient
-
-    def __call__(self, w):
-        z = self.X @ w
-        return float(np.mean(np.logaddexp(0.0, z) - self.y * z) + 0.5 * self.l2 * (w @ w))
-
-    def grad(self, w):
-        p = 1.0 / (1.0 + np.exp(-(self.X @ w)))
-        return self.X.T @ (p - self.y) / len(self.y) + self.l2 * w
-
-    def hess(self, w):
-        p = 1.0 / (1.0 + np.exp(-(self.X @ w)))
-        return (self.X.T * (p * (1 - p))) @ self.X / len(self.y) + self.l2 * np.eye(self.X.shape[1])
-
-
-def breast_cancer_problem(l2=1e-2):
-    """:class:`LogisticRegression` on the training split of :func:`curvlib.data.breast_cancer`
-    (standardised features plus a column of ones for the bias; 426 x 31)."""
-    from curvlib import data
-    X, y, _, _ = data.breast_cancer(as_torch=False, dtype="float64")
-    return LogisticRegression(np.hstack([X, np.ones((len(X), 1))]), y, l2=l2)
 
 
 # --------------------------------------------------------------------------------------
@@ -393,17 +339,6 @@ def rosenbrock_race(*, tol=1e-6, gd_maxiter=60_000, gd_grid=None):
             "gd_tuning": tuning}
 
 
-def _logistic_batch_grad(prob):
-    """The gradient of :class:`LogisticRegression` at a batch of points ``W`` of shape ``(k, d)``."""
-    X, y, l2, n = prob.X, prob.y, prob.l2, len(prob.y)
-
-    def grad(W):
-        P = 1.0 / (1.0 + np.exp(-(W @ X.T)))
-        return (P - y) @ X / n + l2 * W
-
-    return grad
-
-
 def _newton_run(prob, w0, maxiter=50, gtol=1e-13):
     return minimize(prob, w0, jac=prob.grad, hess=prob.hess, method="newton", maxiter=maxiter,
                     gtol=gtol, line_search_fn="backtracking")
@@ -427,7 +362,9 @@ def newton_flops(prob, w0, steps):
 
 
 def logistic_race(l2=1e-2, *, tol=1e-6, gd_lrs=None, gd_maxiter=50_000):
-    r"""Newton and gradient descent on :func:`breast_cancer_problem`, both from :math:`w = 0`.
+    r"""Newton and gradient descent on breast-cancer logistic regression, both from :math:`w = 0`.
+
+    The problem is :meth:`curvlib.landscapes.LogisticRegression.breast_cancer` (``l2``).
 
     The reference :math:`w^\star` is Newton's iterate once the gradient is below
     :math:`10^{-13}`. ``gd_lrs`` maps names to gradient-descent steps (default: the global
@@ -439,13 +376,13 @@ def logistic_race(l2=1e-2, *, tol=1e-6, gd_lrs=None, gd_maxiter=50_000):
     ``lrs``, ``paths``, ``steps`` and ``flops``; the GD keys are ``"gradient descent
     (<name>)"``.
     """
-    prob = breast_cancer_problem(l2)
+    prob = LogisticRegression.breast_cancer(l2)
     w0 = np.zeros(prob.X.shape[1])
     r = _newton_run(prob, w0)
     w_star = r.x
     ev = np.linalg.eigvalsh(prob.hess(w_star))
     if gd_lrs is None:
-        gd_lrs = {"η = 1/L": 1.0 / prob.L, "η = 2/(λmax+λmin)": best_fixed_lr(ev)}
+        gd_lrs = {"η = 1/L": 1.0 / prob.smoothness, "η = 2/(λmax+λmin)": best_fixed_lr(ev)}
     thr = check_positive("tol", tol) * float(np.linalg.norm(w_star))
     paths = {"Newton": r.path}
     for name, lr in gd_lrs.items():
@@ -464,7 +401,8 @@ def newton_vs_gd(l2=1e-2, tols=(1e-3, 1e-6, 1e-9, 1e-12), *, seeds=(0, 1, 2, 3, 
     r"""Floating-point operations of Newton and of *tuned* gradient descent, paired over starts.
 
     For each relative tolerance :math:`\|w - w^\star\| \le \text{tol}\,\|w^\star\|` on
-    :func:`breast_cancer_problem`: gradient descent's step is tuned by :func:`tune_gd` on
+    :meth:`curvlib.landscapes.LogisticRegression.breast_cancer`: gradient descent's step is
+    tuned by :func:`tune_gd` on
     ``grid`` (default :func:`lr_grid` from 0.1 to 100) from the start drawn with
     ``tune_seed``; both methods then run from the starts drawn with ``seeds`` (standard
     normal entries divided by :math:`\sqrt d`, so :math:`\|w_0\| \approx 1`). Newton has no
@@ -475,7 +413,7 @@ def newton_vs_gd(l2=1e-2, tols=(1e-3, 1e-6, 1e-9, 1e-12), *, seeds=(0, 1, 2, 3, 
     means Newton is cheaper), with ``verdict`` "Newton cheaper", "gradient descent cheaper"
     or "inconclusive" (the interval contains 1).
     """
-    prob = breast_cancer_problem(l2)
+    prob = LogisticRegression.breast_cancer(l2)
     d = prob.X.shape[1]
     w_star = _newton_run(prob, np.zeros(d)).x
     scale = float(np.linalg.norm(w_star))
@@ -488,7 +426,7 @@ def newton_vs_gd(l2=1e-2, tols=(1e-3, 1e-6, 1e-9, 1e-12), *, seeds=(0, 1, 2, 3, 
     rows = []
     for tol in tols:
         thr = check_positive("tols", tol) * scale
-        tuning = tune_gd(_logistic_batch_grad(prob), start(tune_seed), w_star, thr, grid, gd_maxiter)
+        tuning = tune_gd(prob.grad_rows, start(tune_seed), w_star, thr, grid, gd_maxiter)
         gd_steps, nt_steps = [], []
         for s in seeds:
             gd = gd_path(prob.grad, start(s), tuning["lr"], gd_maxiter, x_star=w_star, tol=thr)

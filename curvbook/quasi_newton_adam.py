@@ -6,15 +6,16 @@ r"""Chapter 3: the practical compromises -- L-BFGS and Adam -- measured.
     H_{k+1}^{-1} = (I - \rho_k s_k y_k^\top)\, H_k^{-1}\, (I - \rho_k y_k s_k^\top)
                    + \rho_k s_k s_k^\top,\qquad \rho_k = \frac{1}{y_k^\top s_k},
 
-(:func:`bfgs_inverse_update`, a dense :math:`n\times n` matrix). L-BFGS never forms it: the
-two-loop recursion (:func:`curvlib.quasi_newton.two_loop_direction`) applies the same
-matrix, built from the last :math:`m` pairs on top of :math:`\gamma I`, to a vector in
+(:func:`curvlib.quasi_newton.bfgs_inverse_update`, a dense :math:`n\times n` matrix). L-BFGS
+never forms it: the two-loop recursion (:func:`curvlib.quasi_newton.two_loop_direction`)
+applies the same matrix, built from the last :math:`m` pairs on top of :math:`\gamma I`, to a vector in
 :math:`O(mn)`. :func:`two_loop_check` holds the two against each other along a real run.
 Liu & Nocedal (1989), "On the limited memory BFGS method for large scale optimization",
 Math. Programming 45:503-528; Nocedal & Wright, *Numerical Optimization*, 2nd ed., 2006, §7.2.
 
 The experiments run on L2-regularised logistic regression of scikit-learn's breast-cancer set
-(:class:`LogisticProblem`). Every comparison is made fair the same way: each contender is
+(:meth:`curvlib.landscapes.LogisticRegression.breast_cancer`, :math:`\lambda = 10^{-3}`
+unless said otherwise). Every comparison is made fair the same way: each contender is
 tuned by one rule on one grid (:func:`tune`, which grows the grid until no optimum sits at an
 edge) and budget, on tuning seeds apart from the seeds reported, and pairs of contenders are
 compared by paired differences with 95% intervals (:func:`paired_interval`).
@@ -43,10 +44,12 @@ import numpy as np
 
 from curvlib import plots, rules
 from curvlib._checks import check_choice, check_int, check_positive, check_real, check_unit_interval
+from curvlib.landscapes import LogisticRegression
+from curvlib.quasi_newton import bfgs_inverse_update
 from curvlib.runs import single_thread
 
-__all__ = ["LogisticProblem", "PER_DECADE", "grid_value", "grid_index", "tune", "paired_interval",
-           "FIRST_ORDER", "first_hit", "worst_case_scorer", "bfgs_inverse_update", "explicit_inverse_hessian",
+__all__ = ["start_point", "solve", "PER_DECADE", "grid_value", "grid_index", "tune", "paired_interval",
+           "FIRST_ORDER", "first_hit", "worst_case_scorer", "explicit_inverse_hessian",
            "two_loop_check", "FULL_BATCH_AXES", "minimize_kwargs", "full_batch_study", "full_batch_race",
            "extrapolated_iterations", "history_sweep", "error_ratios", "ratio_by_window", "digits_per_step",
            "plot_race", "DIVERGE_FACTOR", "stochastic_lbfgs", "stochastic_adam", "MINIBATCH_METHODS",
@@ -60,83 +63,22 @@ __all__ = ["LogisticProblem", "PER_DECADE", "grid_value", "grid_index", "tune", 
 # --------------------------------------------------------------------------------------
 # The problem: L2-regularised logistic regression on breast cancer
 # --------------------------------------------------------------------------------------
-class LogisticProblem:
-    r"""Mean logistic loss with an L2 penalty, on standardised breast-cancer features.
+def start_point(problem, seed=None):
+    """A starting point for ``problem`` (a :class:`~curvlib.landscapes.LogisticRegression`):
+    :math:`w = 0` for ``seed=None``, else standard normal coordinates drawn with ``seed``
+    (about the size of :math:`w^\\star` on breast cancer)."""
+    if seed is None:
+        return problem.x0.copy()
+    return np.random.default_rng(check_int("seed", seed, minimum=0)).standard_normal(problem.dim)
 
-    .. math::
-        f(w) = \frac1N \sum_{i=1}^N \bigl[\log(1+e^{x_i^\top w}) - y_i\, x_i^\top w\bigr]
-               + \frac{\lambda}{2}\|w\|^2,\qquad
-        \nabla f = \frac1N X^\top(\sigma(Xw) - y) + \lambda w,\qquad
-        \nabla^2 f = \frac1N X^\top D X + \lambda I
 
-    with :math:`D = \operatorname{diag}(\sigma(1-\sigma))` and a column of ones for the bias.
-    ``l2`` (:math:`\lambda`) must be positive: the training split is linearly separable, so
-    without it the loss has no minimiser. ``w_star`` and ``f_star`` come from Newton's
-    method run to machine precision.
-    """
-
-    @single_thread()
-    def __init__(self, l2=1e-3, seed=0):
-        from curvlib import data
-        self.l2 = check_positive("l2", l2)
-        split = data.breast_cancer(as_torch=False, dtype="float64", seed=seed)
-        self.X = np.hstack([split.X_train, np.ones((len(split.X_train), 1))])
-        self.y = split.y_train.astype(np.float64)
-        self.n_samples, self.dim = self.X.shape
-        self.x0 = np.zeros(self.dim)
-        #: a global bound on the curvature: lambda_max(X^T X)/(4N) + l2 (sigma' <= 1/4)
-        self.smoothness = float(np.linalg.eigvalsh(self.X.T @ self.X).max() / (4 * self.n_samples)
-                                + self.l2)
-        w = self.x0.copy()
-        for _ in range(50):
-            step = np.linalg.solve(self.hess(w), self.grad(w))
-            w = w - step
-            if np.max(np.abs(step)) < 1e-15 * max(1.0, np.max(np.abs(w))):
-                break
-        self.w_star, self.f_star = w, self.value(w)
-
-    def _data(self, idx):
-        return (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
-
-    def value(self, w, idx=None):
-        X, y = self._data(idx)
-        z = X @ w
-        return float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * self.l2 * (w @ w))
-
-    def grad(self, w, idx=None):
-        X, y = self._data(idx)
-        p = 0.5 * (1 + np.tanh(0.5 * (X @ w)))  # sigmoid without overflow
-        return X.T @ (p - y) / len(y) + self.l2 * w
-
-    def grad_rows(self, W):
-        """The full gradient at every row of ``W`` (shape ``(k, dim)``) at once."""
-        P = 0.5 * (1 + np.tanh(0.5 * (W @ self.X.T)))
-        return (P - self.y) @ self.X / self.n_samples + self.l2 * W
-
-    def value_and_grad(self, w, idx=None):
-        return self.value(w, idx), self.grad(w, idx)
-
-    def hess(self, w):
-        p = 0.5 * (1 + np.tanh(0.5 * (self.X @ w)))
-        return (self.X * (p * (1 - p))[:, None]).T @ self.X / self.n_samples + self.l2 * np.eye(self.dim)
-
-    def condition_number(self):
-        """:math:`\\kappa` of the Hessian at the minimiser."""
-        lam = np.linalg.eigvalsh(self.hess(self.w_star))
-        return float(lam[-1] / lam[0])
-
-    def start(self, seed=None):
-        """A starting point: :math:`w = 0` for ``seed=None``, else standard normal coordinates
-        drawn with ``seed`` (about the size of :math:`w^\\star`)."""
-        if seed is None:
-            return self.x0.copy()
-        return np.random.default_rng(check_int("seed", seed, minimum=0)).standard_normal(self.dim)
-
-    def minimize(self, method, x0=None, **kw):
-        """:func:`curvlib.minimize` on this problem from ``x0`` (default :math:`w = 0`)."""
-        from curvlib import minimize
-        x0 = self.x0 if x0 is None else x0
-        return minimize(self.value_and_grad, x0, jac=True, hess=self.hess, method=method, **kw)
+def solve(problem, method, x0=None, **kw):
+    """:func:`curvlib.minimizer.minimize` on ``problem`` (a
+    :class:`~curvlib.landscapes.LogisticRegression`) from ``x0`` (default :math:`w = 0`),
+    with its exact gradient and Hessian."""
+    from curvlib import minimize
+    x0 = problem.x0 if x0 is None else x0
+    return minimize(problem.value_and_grad, x0, jac=True, hess=problem.hess, method=method, **kw)
 
 
 # --------------------------------------------------------------------------------------
@@ -398,29 +340,6 @@ def worst_case_scorer(count, problems, budget):
 # --------------------------------------------------------------------------------------
 # BFGS as the lecture writes it, and the two-loop recursion
 # --------------------------------------------------------------------------------------
-def bfgs_inverse_update(H_inv, s, y):
-    r"""One BFGS update of the inverse-Hessian approximation, exactly as the lecture writes it.
-
-    .. math::
-        H_{k+1}^{-1} = (I - \rho s y^\top)\, H_k^{-1}\, (I - \rho y s^\top) + \rho s s^\top,
-        \qquad \rho = 1/(y^\top s)
-
-    (Nocedal & Wright 2006, eq. 6.17). Needs the curvature condition :math:`y^\top s > 0`,
-    which keeps the matrix positive definite. Costs :math:`O(n^2)` memory and time.
-    """
-    H_inv, s, y = (np.asarray(a, dtype=np.float64) for a in (H_inv, s, y))
-    n = s.size
-    if s.shape != (n,) or y.shape != (n,) or H_inv.shape != (n, n):
-        raise ValueError(f"s and y must be vectors of one length n and H_inv n x n, got "
-                         f"{s.shape}, {y.shape}, {H_inv.shape}")
-    ys = float(y @ s)
-    if not ys > 0:
-        raise ValueError(f"the curvature condition y^T s > 0 fails (y^T s = {ys})")
-    rho = 1.0 / ys
-    V = np.eye(n) - rho * np.outer(y, s)  # (I - rho y s^T); its transpose is (I - rho s y^T)
-    return V.T @ H_inv @ V + rho * np.outer(s, s)
-
-
 def explicit_inverse_hessian(s_list, y_list, gamma):
     r"""The matrix L-BFGS applies implicitly: BFGS updates with the stored pairs, oldest first,
     starting from :math:`H^0 = \gamma I`."""
@@ -444,9 +363,9 @@ def two_loop_check(problem=None, history_size=5, maxiter=40):
     iterations compared and the bytes of the explicit matrix against those of the pairs.
     """
     from curvlib.quasi_newton import two_loop_direction
-    problem = LogisticProblem() if problem is None else problem
+    problem = LogisticRegression.breast_cancer(1e-3) if problem is None else problem
     m = check_int("history_size", history_size, minimum=1)
-    res = problem.minimize("lbfgs", history_size=m, maxiter=check_int("maxiter", maxiter, minimum=2),
+    res = solve(problem, "lbfgs", history_size=m, maxiter=check_int("maxiter", maxiter, minimum=2),
                            gtol=1e-10)
     W = res.path
     G = np.array([problem.grad(w) for w in W])
@@ -496,7 +415,7 @@ def _lbfgs_evaluations(start, points, budget, stop_at_first=False, *, gtol, hist
     problem, x0 = start
     out = []
     for p in points:
-        res = problem.minimize("lbfgs", x0, lr=p["lr"], history_size=history_size, gtol=gtol, maxiter=budget)
+        res = solve(problem, "lbfgs", x0, lr=p["lr"], history_size=history_size, gtol=gtol, maxiter=budget)
         out.append(res.nfev if res.success and res.nfev <= budget else math.inf)
     return np.array(out, dtype=float)
 
@@ -529,8 +448,9 @@ def full_batch_study(l2=1e-3, *, split_seed=0, tune_seeds=(0, 1, 2), report_seed
     **The rule.** Each contender's cost is the number of gradient evaluations from a start
     :math:`w_0` until :math:`\|\nabla f\|_\infty \le` ``gtol`` (for L-BFGS, every
     function-and-gradient evaluation of its strong-Wolfe line search counts), within
-    ``budget`` evaluations, on :class:`LogisticProblem` (training split ``split_seed``). The
-    start of seed :math:`s` is :meth:`LogisticProblem.start` (standard normal coordinates).
+    ``budget`` evaluations, on
+    :meth:`~curvlib.landscapes.LogisticRegression.breast_cancer` (training split ``split_seed``).
+    The start of seed :math:`s` is :func:`start_point` (standard normal coordinates).
     Each contender is tuned over the hyperparameters that matter for it, on one log grid
     (:data:`PER_DECADE` points per decade; :func:`tune` extends it until no optimum sits at
     an edge), to minimise its *worst* count over the starts of ``tune_seeds``
@@ -569,17 +489,17 @@ def full_batch_study(l2=1e-3, *, split_seed=0, tune_seeds=(0, 1, 2), report_seed
             return lambda st, pts, b, first: _lbfgs_evaluations(st, pts, b, first, gtol=gtol, history_size=m)
         return lambda st, pts, b, first: _first_order_evaluations(st, label, pts, b, first, gtol=gtol)
 
-    problem = LogisticProblem(l2, seed=check_int("split_seed", split_seed, minimum=0))
-    tuning_starts = [(problem, problem.start(s)) for s in tune_seeds]
+    problem = LogisticRegression.breast_cancer(l2, seed=check_int("split_seed", split_seed, minimum=0))
+    tuning_starts = [(problem, start_point(problem, s)) for s in tune_seeds]
     tuning = {}
     for label, ax in axes.items():
         tuning[lbfgs_label if label == "L-BFGS" else label] = tune(
             worst_case_scorer(counter(label), tuning_starts, budget), ax)
-    lam = np.linalg.eigvalsh(problem.hess(problem.w_star))
+    lam = np.linalg.eigvalsh(problem.hess(problem.minimum))
     gd = optimal_parameters(lam[0], lam[-1], "gd")
     hb = optimal_parameters(lam[0], lam[-1], "heavy_ball")
     oracle = {"GD": {"lr": gd["lr"]}, "heavy ball": {"lr": hb["lr"], "momentum": hb["momentum"]}}
-    starts = np.array([problem.start(s) for s in seeds])
+    starts = np.array([start_point(problem, s) for s in seeds])
     evaluations, polyak = {}, {}
     for label, t in tuning.items():  # the first-order methods run every start at once (rows)
         if t["best"] is None:
@@ -591,14 +511,14 @@ def full_batch_study(l2=1e-3, *, split_seed=0, tune_seeds=(0, 1, 2), report_seed
             evaluations[label] = counter(label)((problem, starts), [t["best"]] * len(seeds), budget, False)
     for label, h in oracle.items():
         polyak[label] = counter(label)((problem, starts), [h] * len(seeds), budget, False)
-    newton = [problem.minimize("newton", x0, gtol=gtol, maxiter=100, line_search_fn="backtracking")
+    newton = [solve(problem, "newton", x0, gtol=gtol, maxiter=100, line_search_fn="backtracking")
               for x0 in starts]
     evaluations["Newton"] = np.array([float(r.nfev) if r.success else math.inf for r in newton])
     hessians = [int(r.nhev) for r in newton]
     transfer = []
     for s in other_splits:
-        p = LogisticProblem(l2, seed=check_int("other_splits", s, minimum=0))
-        top = float(np.linalg.eigvalsh(p.hess(p.w_star))[-1])
+        p = LogisticRegression.breast_cancer(l2, seed=check_int("other_splits", s, minimum=0))
+        top = float(np.linalg.eigvalsh(p.hess(p.minimum))[-1])
         row = dict(seed=s, lambda_max=top)
         if tuning["GD"]["best"] is not None:
             row["gd_stable"] = bool(tuning["GD"]["best"]["lr"] * top < 2)
@@ -626,9 +546,9 @@ def full_batch_race(problem, hyper, *, gtol=1e-8, maxiter=5000):
     out = {}
     for label, h in hyper.items():
         kw = minimize_kwargs(label, h, history_size=int(label.split("m=")[1].rstrip(")")) if "m=" in label else 10)
-        res = problem.minimize(gtol=gtol, maxiter=maxiter, **kw)
-        res.error = np.linalg.norm(res.path - problem.w_star, axis=1)
-        res.gap = np.maximum(res.fun_path - problem.f_star, 0.0)
+        res = solve(problem, gtol=gtol, maxiter=maxiter, **kw)
+        res.error = np.linalg.norm(res.path - problem.minimum, axis=1)
+        res.gap = np.maximum(res.fun_path - problem.minimum_value, 0.0)
         out[label] = res
     return out
 
@@ -654,14 +574,26 @@ def extrapolated_iterations(result, target_error, last=500):
 
 
 @single_thread()
-def history_sweep(problem=None, sizes=(1, 2, 3, 5, 10, 20, 50), gtol=1e-8, maxiter=2000):
-    """Iterations and function evaluations L-BFGS needs to ``gtol`` for each history size ``m``."""
-    problem = LogisticProblem() if problem is None else problem
+def history_sweep(problem=None, sizes=(1, 2, 3, 5, 10, 20, 50), gtol=1e-8, maxiter=2000,
+                  starts=(None, 1, 2, 3, 4)):
+    """Iterations and function evaluations L-BFGS needs to ``gtol`` for each history size ``m``.
+
+    One run per start of ``starts`` (:func:`start_point` seeds; ``None`` is :math:`w = 0`):
+    a single run's count moves by an iteration or two with the rounding of the arithmetic, so
+    each row reports the median over the starts (``nit``, ``nfev``) and keeps every run's
+    iterations (``nit_runs``).
+    """
+    problem = LogisticRegression.breast_cancer(1e-3) if problem is None else problem
+    if not starts:
+        raise ValueError("starts must name at least one start")
+    x0s = [start_point(problem, s) for s in starts]
     rows = []
     for m in sizes:
         m = check_int("sizes", m, minimum=1)
-        res = problem.minimize("lbfgs", history_size=m, gtol=gtol, maxiter=maxiter)
-        rows.append(dict(m=m, nit=int(res.nit), nfev=int(res.nfev), success=bool(res.success),
+        runs = [solve(problem, "lbfgs", x0, history_size=m, gtol=gtol, maxiter=maxiter) for x0 in x0s]
+        rows.append(dict(m=m, nit=float(np.median([r.nit for r in runs])),
+                         nfev=float(np.median([r.nfev for r in runs])),
+                         nit_runs=[int(r.nit) for r in runs], success=all(r.success for r in runs),
                          state_floats=(2 * m + 2) * problem.dim))
     return rows
 
@@ -753,7 +685,7 @@ def plot_race(race, problem, axes=None):
         axes[0].set(xlabel="iteration $k + 1$", ylabel=r"$f(w_k) - f^\star$", title="loss gap, tuned step sizes")
         axes[0].legend(loc="lower left", ncol=2)
         for label, r in race.items():
-            x, y = digits_per_step(r.path, problem.w_star)
+            x, y = digits_per_step(r.path, problem.minimum)
             if not len(x):
                 continue
             axes[1].loglog(x, y, "o-", color=COLORS.get(label), lw=1.8, ms=5)
@@ -842,7 +774,7 @@ def stochastic_lbfgs(problem, batch_size, *, lr=1.0, steps=None, epochs=10, hist
     f = problem.value(w) if np.all(np.isfinite(w)) else math.inf
     if _diverged(f, f0):
         return dict(gap=math.inf, diverged_at=steps)
-    return dict(gap=f - problem.f_star, diverged_at=None)
+    return dict(gap=f - problem.minimum_value, diverged_at=None)
 
 
 @single_thread()
@@ -869,7 +801,7 @@ def stochastic_adam(problem, batch_size, *, lr=0.03, steps=None, epochs=10, seed
     f = problem.value(w)
     if _diverged(f, f0):
         return dict(gap=math.inf, diverged_at=steps)
-    return dict(gap=f - problem.f_star, diverged_at=None)
+    return dict(gap=f - problem.minimum_value, diverged_at=None)
 
 
 #: The mini-batch contenders. Budget: ``epochs`` passes of gradient work; the same-batch
@@ -894,7 +826,7 @@ def minibatch_study(l2=1e-3, batch_sizes=(8, 32, 128, 426), *, epochs=10, histor
     r"""L-BFGS (two ways of forming pairs) against Adam on mini-batches, each tuned per batch size.
 
     **Budget**: ``epochs`` passes of gradient work over the training split of
-    :class:`LogisticProblem` (the same-batch L-BFGS pays two gradients per batch, so it gets
+    breast-cancer logistic regression (the same-batch L-BFGS pays two gradients per batch, so it gets
     half the steps). **Measure**: :math:`\log_{10}` of the full-batch gap :math:`f - f^\star`
     at the end. **Rule**: at every batch size each method's step size is tuned on one log grid
     (``per_decade`` points per decade, starting at lattice indices ``lr_range`` and extended
@@ -914,7 +846,7 @@ def minibatch_study(l2=1e-3, batch_sizes=(8, 32, 128, 426), *, epochs=10, histor
     ``"Adam"`` or ``"best L-BFGS"``), ``diverged[key][bs]`` the count of diverged report
     runs, ``comparisons[bs]`` the :func:`paired_interval` of Adam minus L-BFGS.
     """
-    problem = LogisticProblem(l2)
+    problem = LogisticRegression.breast_cancer(l2)
     N = problem.n_samples
     epochs = check_int("epochs", epochs, minimum=1)
     m = check_int("history_size", history_size, minimum=1)
@@ -926,7 +858,7 @@ def minibatch_study(l2=1e-3, batch_sizes=(8, 32, 128, 426), *, epochs=10, histor
     sizes = [check_int("batch_sizes", b, minimum=1) for b in batch_sizes]
     if max(sizes) > N:
         raise ValueError(f"batch_sizes must be <= {N}, got {max(sizes)}")
-    no_progress = math.log10(problem.value(problem.x0) - problem.f_star)
+    no_progress = math.log10(problem.value(problem.x0) - problem.minimum_value)
     tuning = {name: {} for name in MINIBATCH_METHODS}
     for name in MINIBATCH_METHODS:
         for bs in sizes:
@@ -1064,10 +996,10 @@ def unit_step_gaps(l2=1e-3, batch_sizes=(8, 32), seeds=(100, 101, 102), epochs=1
     """The final full-batch gaps of L-BFGS with its natural unit step and pairs across batches
     (as ``torch.optim.LBFGS`` forms them), per batch size: ``{batch_size: array over seeds}``
     (``inf`` for a diverged run), with the gap at the start, ``f(w_0) - f*``, under ``"start"``."""
-    problem = LogisticProblem(l2)
+    problem = LogisticRegression.breast_cancer(l2)
     out = {bs: np.array([_minibatch_run(problem, MINIBATCH_METHODS[0], bs, 1.0, s, epochs, history_size)["gap"]
                          for s in seeds]) for bs in batch_sizes}
-    out["start"] = problem.value(problem.x0) - problem.f_star
+    out["start"] = problem.value(problem.x0) - problem.minimum_value
     return out
 
 
@@ -1349,15 +1281,6 @@ def state_bytes_rows(hidden=32, history_size=10):
     return rows
 
 
-_LECTURE_TABLE = {
-    "Newton": ("O(n^2)", "Quadratic", "Theoretical"),
-    "L-BFGS": ("O(mn)", "Superlinear", "Small batches"),
-    "Adam": ("O(n)", "Fast", "Default choice"),
-    "SGD+Momentum": ("O(n)", "Linear", "Computer Vision"),
-    "SGD": ("O(n)", "Slow", "Simple models"),
-}
-
-
 def comparison_rows(study, race, state_rows, problem, windows=((1.0, 1e-2), (1e-2, 1e-4), (1e-4, 1e-6))):
     r"""The lecture's table with our measured columns: state bytes, evaluations, error ratios.
 
@@ -1373,14 +1296,15 @@ def comparison_rows(study, race, state_rows, problem, windows=((1.0, 1e-2), (1e-
                   "SGD": "GD"}
     state = {r["method"].split(" (")[0]: r for r in state_rows}
     rows = []
-    for method, (mem, conv, use) in _LECTURE_TABLE.items():
+    from . import LECTURE_TABLE
+    for method, (mem, conv, use) in LECTURE_TABLE.items():
         label = by_lecture[method]
         ev = study["evaluations"][label]
         rows.append(dict(method=method, label=label, lecture_memory=mem, lecture_convergence=conv,
                          lecture_use=use, state_bytes=state[method]["measured_bytes"],
                          n_params=state[method]["n_params"], evaluations=float(np.median(ev)),
                          evaluations_range=(float(np.min(ev)), float(np.max(ev))),
-                         ratios=ratio_by_window(race[label].path, problem.w_star, windows)))
+                         ratios=ratio_by_window(race[label].path, problem.minimum, windows)))
     return rows
 
 
@@ -1555,15 +1479,15 @@ def lbfgs_history_explorer(sizes=(1, 2, 5, 10, 20, 50), l2s=(3e-2, 1e-2, 3e-3, 1
     import matplotlib as mpl
     from curvlib import plots
     from curvlib.widgets import Explorer
-    problems = {l2: LogisticProblem(l2) for l2 in l2s}
+    problems = {l2: LogisticRegression.breast_cancer(l2) for l2 in l2s}
     kappas = {l2: p.condition_number() for l2, p in problems.items()}
     runs, refs = {}, {}
     for l2, p in problems.items():
-        lam = np.linalg.eigvalsh(p.hess(p.w_star))
-        refs[l2] = {"Newton": p.minimize("newton", gtol=gtol, maxiter=100),
-                    "GD": p.minimize("gd", lr=2 / (lam[0] + lam[-1]), gtol=gtol, maxiter=1000)}
+        lam = np.linalg.eigvalsh(p.hess(p.minimum))
+        refs[l2] = {"Newton": solve(p, "newton", gtol=gtol, maxiter=100),
+                    "GD": solve(p, "gd", lr=2 / (lam[0] + lam[-1]), gtol=gtol, maxiter=1000)}
         for m in sizes:
-            runs[(m, l2)] = p.minimize("lbfgs", history_size=m, gtol=gtol, maxiter=3000)
+            runs[(m, l2)] = solve(p, "lbfgs", history_size=m, gtol=gtol, maxiter=3000)
 
     def render(fig, m, l2):
         with mpl.rc_context(FRAME_RC):
@@ -1571,9 +1495,9 @@ def lbfgs_history_explorer(sizes=(1, 2, 5, 10, 20, 50), l2s=(3e-2, 1e-2, 3e-3, 1
             _ticks(ax)
             p = problems[l2]
             res = runs[(m, l2)]
-            curves = {f"L-BFGS m={m}": np.maximum(res.fun_path - p.f_star, 1e-17)}
+            curves = {f"L-BFGS m={m}": np.maximum(res.fun_path - p.minimum_value, 1e-17)}
             for label, r in refs[l2].items():
-                curves[label] = np.maximum(r.fun_path - p.f_star, 1e-17)
+                curves[label] = np.maximum(r.fun_path - p.minimum_value, 1e-17)
             plots.convergence(curves, ax=ax, ylabel="f − f*", xlabel="iteration", styles={
                 f"L-BFGS m={m}": {"color": COLORS["L-BFGS"], "lw": 2.2},
                 "Newton": {"color": "0.2", "ls": "--"}, "GD": {"color": "0.5", "ls": ":"}}, legend=False)

@@ -311,10 +311,13 @@ class LogisticRegression:
     Attributes: ``X`` (with the bias column), ``y``, ``l2``, ``n_samples``, ``dim``, ``x0``
     (zeros, the usual start), ``smoothness`` :math:`L = \lambda_{\max}(X^\top X)/(4N) +
     \lambda` (:math:`\sigma' \le 1/4`, so :math:`\eta = 1/L` is safe for gradient descent),
-    ``flops_gradient`` :math:`\approx 4Nd` and ``flops_newton`` :math:`\approx 2Nd^2 + d^3/3`
-    per step, and ``minimum``/``minimum_value``, from Newton's method run to machine
-    precision. ``value``, ``grad`` and ``value_and_grad`` take ``idx`` (example indices) for
-    a minibatch.
+    floating-point operations of one loss value ``flops_value`` :math:`\approx 2Nd`, one
+    gradient ``flops_gradient`` :math:`\approx 4Nd`, forming the Hessian and solving with it
+    by Cholesky ``flops_hessian`` :math:`\approx 2Nd^2 + d^3/3`, so one Newton step
+    ``flops_newton`` = ``flops_hessian + flops_gradient``, and ``minimum``/``minimum_value``,
+    from Newton's method run to machine precision. ``value``, ``grad`` and ``value_and_grad``
+    take ``idx`` (example indices) for a minibatch; ``grad_rows`` gives the full gradient at
+    many points at once.
     """
 
     def __init__(self, X, y, l2=1e-2, *, bias=True):
@@ -332,8 +335,10 @@ class LogisticRegression:
         self.n_samples, self.dim = self.X.shape
         self.x0 = np.zeros(self.dim)
         n, d = self.X.shape
+        self.flops_value = 2 * n * d
         self.flops_gradient = 4 * n * d
-        self.flops_newton = 2 * n * d * d + d ** 3 // 3 + 4 * n * d
+        self.flops_hessian = 2 * n * d * d + d ** 3 // 3
+        self.flops_newton = self.flops_hessian + self.flops_gradient
         with single_thread():  # the same last digits whatever OMP_NUM_THREADS says
             self.smoothness = float(np.linalg.eigvalsh(self.X.T @ self.X).max() / (4 * n)
                                     + self.l2)
@@ -369,6 +374,14 @@ class LogisticRegression:
         X, y = self._data(idx)
         p = 0.5 * (1 + np.tanh(0.5 * (X @ w)))  # the sigmoid, without overflow
         return X.T @ (p - y) / len(y) + self.l2 * w
+
+    def grad_rows(self, W):
+        """The full gradient at every row of ``W`` (shape ``(k, dim)``) at once, shape ``(k, dim)``."""
+        W = np.asarray(W, dtype=np.float64)
+        if W.ndim != 2 or W.shape[1] != self.dim:
+            raise ValueError(f"W must have shape (k, {self.dim}), got {W.shape}")
+        P = 0.5 * (1 + np.tanh(0.5 * (W @ self.X.T)))
+        return (P - self.y) @ self.X / self.n_samples + self.l2 * W
 
     def value_and_grad(self, w, idx=None):
         """``(f(w), grad f(w))``, the form ``curvlib.minimize(..., jac=True)`` takes."""

@@ -30,6 +30,14 @@ def function_lengths(source):
             if isinstance(node, ast.FunctionDef)}
 
 
+def cell_function_lengths(notebook, tag="algorithm"):
+    """``{name: lines}`` for every top-level function the notebook's ``tag`` cells define."""
+    lengths = {}
+    for source in algorithm_cells(notebook, tag):
+        lengths.update(function_lengths(source))
+    return lengths
+
+
 def algorithm_namespace(notebook, tag="algorithm", extra=None):
     namespace = {"np": np, **(extra or {})}
     for source in algorithm_cells(notebook, tag):

@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 
 from curvlib import minimize
-from curvlib.landscapes import Beale, Rosenbrock, Saddle
+from curvlib.landscapes import Beale, LogisticRegression, Rosenbrock, Saddle
 from curvlib.quasi_newton import newton_direction
-from curvbook import newton as nw
-from notebook_cells import algorithm_cells, algorithm_namespace, function_lengths
+from notebook_cells import algorithm_namespace, cell_function_lengths
 
 NOTEBOOK = "01_fundamental_question.ipynb"
 
@@ -17,15 +16,13 @@ def cells():
 
 
 def test_the_cells_define_short_functions():
-    lengths = {}
-    for source in algorithm_cells(NOTEBOOK):
-        lengths.update(function_lengths(source))
+    lengths = cell_function_lengths(NOTEBOOK)
     assert {"descent_direction", "newton_line_search", "newton_damped"} <= set(lengths)
     assert all(3 <= n <= 25 for n in lengths.values()), lengths
 
 
 def problems():
-    prob = nw.breast_cancer_problem(1e-2)
+    prob = LogisticRegression.breast_cancer(1e-2)
     yield "rosenbrock", (f := Rosenbrock()), f.grad, f.hess, np.array(f.start)
     yield "beale", (f := Beale()), f.grad, f.hess, np.array(f.start)
     yield "saddle", (f := Saddle()), f.grad, f.hess, np.array(f.start)   # indefinite Hessian

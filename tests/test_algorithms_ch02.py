@@ -8,7 +8,7 @@ import torch
 
 from curvlib import curvature
 from curvbook import hessian_cost as hc
-from notebook_cells import algorithm_cells, algorithm_namespace, function_lengths
+from notebook_cells import algorithm_namespace, cell_function_lengths
 
 NOTEBOOK = "02_computational_reality.ipynb"
 
@@ -19,9 +19,7 @@ def cells():
 
 
 def test_the_cells_define_short_functions():
-    lengths = {}
-    for source in algorithm_cells(NOTEBOOK):
-        lengths.update(function_lengths(source))
+    lengths = cell_function_lengths(NOTEBOOK)
     assert {"hvp", "conjugate_gradient", "hessian_free_step"} <= set(lengths)
     assert all(3 <= n <= 25 for n in lengths.values()), lengths
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from curvlib import minimize, quasi_newton, rules
-from curvlib.landscapes import Rosenbrock
+from curvlib.landscapes import LogisticRegression, Rosenbrock
 from curvbook import quasi_newton_adam as qa
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "chapters" / "03_lbfgs_and_adam.ipynb"
@@ -59,7 +59,7 @@ def test_every_algorithm_is_a_short_cell():
 
 def test_bfgs_update_equals_curvlib_and_satisfies_the_secant_equation(cells):
     update = cells["bfgs_inverse_update"]
-    reference = getattr(quasi_newton, "bfgs_inverse_update", qa.bfgs_inverse_update)
+    reference = quasi_newton.bfgs_inverse_update
     A, S, Y, _ = _pairs()
     H = 0.3 * np.eye(6)
     for s, y in zip(S, Y):
@@ -89,7 +89,7 @@ def test_two_loop_equals_curvlib_and_the_dense_matrix(cells):
 
 @pytest.mark.parametrize("m", [1, 5])
 def test_lbfgs_cell_takes_curvlib_minimize_steps(cells, m):
-    problem = qa.LogisticProblem(1e-3)
+    problem = LogisticRegression.breast_cancer(1e-3)
     path = cells["lbfgs"](problem.value_and_grad, problem.x0, m=m)
     ref = minimize(problem.value_and_grad, problem.x0, jac=True, method="lbfgs", history_size=m, gtol=1e-8)
     assert ref.success and path.shape == ref.path.shape

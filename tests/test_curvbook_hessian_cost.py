@@ -160,6 +160,19 @@ def test_tuning_extends_the_grid_until_the_winner_is_inside():
                                       cap=1000)
     assert best == 1 and not at_edge
 
+    # several tuning seeds: settings within one standard error of the best are a tie, and the
+    # tie goes to the smaller; a clear winner still wins
+    noisy = {2: [300, 330, 360], 5: [200, 260, 150], 10: [190, 240, 160], 20: [185, 250, 150],
+             40: [300, 320, 340]}
+    best, counts, grid, at_edge = hc._tune(lambda v, cap: noisy[v], [2, 5, 10, 20, 40],
+                                          widen=lambda v, d: v * 2, cap=1000, minimum=2)
+    assert best == 5 and not at_edge and counts[0] == pytest.approx((300 * 330 * 360) ** (1 / 3))
+    clear = {2: [300, 301, 302], 5: [200, 201, 202], 10: [100, 101, 102], 20: [150, 151, 152]}
+    assert hc._tune(lambda v, cap: clear[v], [2, 5, 10, 20], widen=lambda v, d: v * 2, cap=1000,
+                    minimum=2)[0] == 10
+    with pytest.raises(ValueError, match="tune_seeds"):
+        hc.hf_vs_lbfgs(seeds=(0, 1), tune_seeds=(1, 2))
+
 
 def test_hf_and_lbfgs_histories_count_evaluations_and_reach_the_target():
     f, w0 = hc.curvature_problem(seed=0, hidden=3, n_samples=64)
@@ -179,7 +192,7 @@ def test_hf_and_lbfgs_histories_count_evaluations_and_reach_the_target():
 
 
 def test_hf_vs_lbfgs_small():
-    r = hc.hf_vs_lbfgs(seeds=(0, 1), tune_seed=5, tol=1e-3, hidden=3, n_samples=64,
+    r = hc.hf_vs_lbfgs(seeds=(0, 1), tune_seeds=(5, 6), tol=1e-3, hidden=3, n_samples=64,
                        lbfgs_grid=(2, 5, 10), hf_grid=(2, 5, 10), max_evals=4000)
     assert r["n_params"] == 235
     for name in ("L-BFGS", "Hessian-free"):

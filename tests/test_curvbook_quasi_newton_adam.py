@@ -5,12 +5,13 @@ import math
 import numpy as np
 import pytest
 
+from curvlib.landscapes import LogisticRegression
 from curvbook import quasi_newton_adam as q
 
 
 @pytest.fixture(scope="module")
 def problem():
-    return q.LogisticProblem(1e-3)
+    return LogisticRegression.breast_cancer(1e-3)
 
 
 #: Small grids and budgets: the studies' machinery at a fraction of the chapter's cost.
@@ -26,39 +27,17 @@ def study():
                               other_splits=(1, 6))
 
 
-def test_logistic_problem_derivatives(problem):
-    rng = np.random.default_rng(0)
-    w, v = 0.1 * rng.standard_normal(problem.dim), rng.standard_normal(problem.dim)
-    h = 1e-6
-    fd = (problem.value(w + h * v) - problem.value(w - h * v)) / (2 * h)
-    assert fd == pytest.approx(problem.grad(w) @ v, rel=1e-6)
-    fd_g = (problem.grad(w + h * v) - problem.grad(w - h * v)) / (2 * h)
-    assert np.allclose(fd_g, problem.hess(w) @ v, rtol=1e-5, atol=1e-9)
-    assert np.max(np.abs(problem.grad(problem.w_star))) < 1e-12
-    W = rng.standard_normal((3, problem.dim))
-    assert np.allclose(problem.grad_rows(W), [problem.grad(w) for w in W], rtol=1e-12, atol=1e-15)
-    idx = np.arange(10)
-    assert problem.value(w, idx) != problem.value(w)
-    assert np.all(problem.start() == 0) and np.array_equal(problem.start(4), problem.start(4))
-    assert not np.array_equal(problem.start(4), problem.start(5))
-    with pytest.raises(ValueError, match="l2"):
-        q.LogisticProblem(0.0)
-
-
-def test_bfgs_update_satisfies_the_secant_equation():
-    rng = np.random.default_rng(1)
-    A = rng.standard_normal((6, 6))
-    A = A @ A.T + np.eye(6)
-    s = rng.standard_normal(6)
-    y = A @ s
-    H = q.bfgs_inverse_update(np.eye(6), s, y)
-    assert np.allclose(H @ y, s)                      # H_{k+1} y_k = s_k
-    assert np.allclose(H, H.T)
-    assert np.linalg.eigvalsh(H).min() > 0
-    with pytest.raises(ValueError, match="curvature condition"):
-        q.bfgs_inverse_update(np.eye(6), s, -y)
-    with pytest.raises(ValueError, match="n x n"):
-        q.bfgs_inverse_update(np.eye(5), s, y)
+def test_start_points_and_solve(problem):
+    assert np.all(q.start_point(problem) == 0)
+    assert np.array_equal(q.start_point(problem, 4), q.start_point(problem, 4))
+    assert not np.array_equal(q.start_point(problem, 4), q.start_point(problem, 5))
+    assert q.start_point(problem, 4).shape == (problem.dim,)
+    with pytest.raises(ValueError, match="seed"):
+        q.start_point(problem, -1)
+    res = q.solve(problem, "newton", gtol=1e-10)
+    np.testing.assert_allclose(res.x, problem.minimum, atol=1e-8)
+    res = q.solve(problem, "lbfgs", q.start_point(problem, 1), history_size=5, gtol=1e-6)
+    assert res.success and np.array_equal(res.path[0], q.start_point(problem, 1))
 
 
 def test_two_loop_equals_explicit_inverse(problem):
@@ -137,7 +116,7 @@ def test_paired_interval():
 ])
 def test_first_hit_counts_the_steps_of_curvlib_minimize(problem, label, hyper, kwargs):
     assert q.minimize_kwargs(label, hyper) == kwargs
-    res = problem.minimize(gtol=1e-6, maxiter=3000, **kwargs)
+    res = q.solve(problem, gtol=1e-6, maxiter=3000, **kwargs)
     method = q.FIRST_ORDER[label][0]
     done = lambda X, G: np.max(np.abs(G), axis=1) <= 1e-6
     hits = q.first_hit(problem.grad_rows, problem.x0, method, [hyper, {**hyper, "lr": 1e-4}], done, budget=3000)
@@ -191,18 +170,20 @@ def test_full_batch_race_and_the_rate_of_lbfgs(problem):
                              maxiter=3000)
     assert all(r.success for r in race.values())
     assert race["Newton"].nit < race["L-BFGS (m=10)"].nit < 100 < race["GD"].nit
-    newton = q.ratio_by_window(race["Newton"].path, problem.w_star, ((1e-1, 1e-8),))[0]
-    lbfgs = q.ratio_by_window(race["L-BFGS (m=10)"].path, problem.w_star)
+    newton = q.ratio_by_window(race["Newton"].path, problem.minimum, ((1e-1, 1e-8),))[0]
+    lbfgs = q.ratio_by_window(race["L-BFGS (m=10)"].path, problem.minimum)
     assert newton < 0.1 and all(0.5 < r < 0.95 for r in lbfgs)
-    x, y = q.digits_per_step(race["Newton"].path, problem.w_star)
+    x, y = q.digits_per_step(race["Newton"].path, problem.minimum)
     assert np.all(np.diff(y) > 0) and len(x) >= 3     # Newton gains more digits per step as it closes in
     with pytest.raises(ValueError, match="label"):
         q.minimize_kwargs("SGD", {})
 
 
 def test_history_size_helps(problem):
-    rows = q.history_sweep(problem, sizes=(1, 50))
+    rows = q.history_sweep(problem, sizes=(1, 50), starts=(None, 1, 2))
     assert rows[1]["nit"] < rows[0]["nit"] and all(r["success"] for r in rows)
+    assert len(rows[0]["nit_runs"]) == 3 and rows[0]["nit"] == np.median(rows[0]["nit_runs"])
+    assert rows[0]["nit_runs"][0] == q.solve(problem, "lbfgs", history_size=1, gtol=1e-8, maxiter=2000).nit
     with pytest.raises(ValueError, match="sizes"):
         q.history_sweep(problem, sizes=(0,))
 
@@ -219,7 +200,7 @@ def test_error_ratios_of_a_geometric_sequence():
 # ------------------------------------------------------------------------------- mini-batches
 def test_minibatch_lbfgs_is_sensitive_to_batch_size(problem):
     full = q.stochastic_lbfgs(problem, problem.n_samples, lr=1.0, epochs=10)
-    start = problem.value(problem.x0) - problem.f_star
+    start = problem.value(problem.x0) - problem.minimum_value
     assert full["diverged_at"] is None and full["gap"] < 1e-2 * start
     for seed in range(3):  # batches of 8 with the unit step: worse than not training at all
         small = q.stochastic_lbfgs(problem, 8, lr=1.0, epochs=3, seed=seed)
@@ -257,7 +238,7 @@ def test_minibatch_study_compares_tuned_methods():
 
 def test_unit_step_gaps(problem):
     u = q.unit_step_gaps(batch_sizes=(8,), seeds=(0, 1))
-    assert u["start"] == pytest.approx(problem.value(problem.x0) - problem.f_star)
+    assert u["start"] == pytest.approx(problem.value(problem.x0) - problem.minimum_value)
     assert u[8].shape == (2,) and np.all(u[8] > u["start"])
 
 

@@ -153,6 +153,13 @@ def test_logistic_regression_derivatives_match_autograd():
     idx = np.arange(10)
     assert prob.value(w, idx) == pytest.approx(
         landscapes.LogisticRegression(X[:10], y[:10], l2=0.1).value(w), rel=1e-14)
+    W = rng.normal(size=(3, 5))
+    np.testing.assert_allclose(prob.grad_rows(W), [prob.grad(v) for v in W], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="W"):
+        prob.grad_rows(W[:, :4])
+    n, d = prob.X.shape
+    assert (prob.flops_value, prob.flops_gradient) == (2 * n * d, 4 * n * d)
+    assert prob.flops_newton == prob.flops_hessian + prob.flops_gradient == 2 * n * d * d + d ** 3 // 3 + 4 * n * d
 
 
 def test_logistic_regression_minimum_and_breast_cancer():
