@@ -246,8 +246,6 @@ PENDING = {
     "ch03-claim-adam": "arithmetic rule: without bias correction the update is not Adam's (wrong)",
     "ch05-claim-shift": "one box for two claims (shift wrong, conditioning approximately right)",
     "ch05-claim-ranges": "window rule: Adam's range is 3x outside the window (wrong), SGD's overlaps",
-    "ch10-claim-robust": "cited: no measure of stability, benchmarks vary by task (unsupported)",
-    "ch10-claim-easy": "'half right' is not on the verdict scale",
 }
 
 
