@@ -88,7 +88,7 @@ def contraction_factor(path, x_star, last=5):
 class QuadraticTask:
     r""":math:`f(x) = \tfrac12 x^\top A x` with :math:`A = Q\,\mathrm{diag}(\lambda)\,Q^\top`:
     ``n`` eigenvalues log-spaced from 1 to ``kappa``, :math:`Q` a random rotation (``seed``).
-    The minimiser is :math:`x^\star = 0`; :meth:`start` draws a standard normal start.
+    The minimiser is :math:`x^\star = 0`; ``start(seed)`` draws a standard normal start.
     Call it for ``(f, gradient)`` (``jac=True`` in :func:`curvlib.minimize`)."""
 
     def __init__(self, kappa=100.0, n=200, seed=0):
