@@ -30,7 +30,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.nn import functional as F
 
-from curvlib import curvature as C
+from curvlib import curvature as C, spectrum
 
 
 def digits(dtype):
@@ -131,8 +131,8 @@ def lanczos_vs_power(f, w, H, seeds, max_power, rtol=1e-4, settle=30):
         v0 = torch.randn(w.shape, generator=torch.Generator().manual_seed(seed), dtype=w.dtype)
         # estimates after each product, until `settle` products in a row are within rtol
         ritz, inside = [], 0
-        for alpha, beta, _, _ in C._lanczos_steps(op, v0, 300):
-            ritz.append(C._ritz(alpha, beta)[0][-1].item())
+        for alpha, beta, _, _ in spectrum._lanczos_steps(op, v0, 300):
+            ritz.append(spectrum._ritz(alpha, beta)[0][-1].item())
             inside = inside + 1 if abs(ritz[-1] - top) <= rtol * top else 0
             if inside >= settle:
                 break
@@ -181,6 +181,27 @@ def hutchinson_error(f, w, H, seeds):
               f"{rms * np.sqrt(s):14.3f}")
     print("   the error falls as 1/sqrt(s) (last column roughly constant) and the reported "
           "standard error tracks it")
+
+
+def parse_output(text):
+    """The numbers of a saved run of this script (its printed text): ``{"hvp": {model: {"n",
+    "gradient_ms", "reverse", "forward", "operator"}}, "lanczos_median", "power_median",
+    "lanczos_ratio", "hutchinson": {probes: {"rms", "se", "covered", "seeds", "rms_sqrt_s"}}}``.
+    Appendix A3 quotes a committed run through it (timings are never re-measured there)."""
+    import re
+    out = {"hvp": {}, "hutchinson": {}}
+    for m in re.finditer(r"^\s+(\d+(?:-\d+)+)\s+(\d+)\s+([\d.]+)ms\s+([\d.]+)x\s+([\d.]+)x\s+([\d.]+)x",
+                         text, re.M):
+        out["hvp"][m[1]] = {"n": int(m[2]), "gradient_ms": float(m[3]), "reverse": float(m[4]),
+                            "forward": float(m[5]), "operator": float(m[6])}
+    m = re.search(r"median products to 1e-4: Lanczos ([\d.]+), power iteration ([\d.]+)\s+->\s+"
+                  r"Lanczos needs ([\d.]+)x fewer", text)
+    if m:
+        out["lanczos_median"], out["power_median"], out["lanczos_ratio"] = map(float, m.groups())
+    for m in re.finditer(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)/(\d+)\s+([\d.]+)\s*$", text, re.M):
+        out["hutchinson"][int(m[1])] = {"rms": float(m[2]), "se": float(m[3]), "covered": int(m[4]),
+                                        "seeds": int(m[5]), "rms_sqrt_s": float(m[6])}
+    return out
 
 
 def main():

@@ -96,11 +96,12 @@ def explorers():
     function of no argument returning a :class:`curvlib.widgets.Explorer`. The tests and
     ``benchmarks/widgets.py`` drive them all from this one list."""
     from . import (conditioning, diagnose, evidence, hessian_cost, kronecker, momentum, newton,
-                   quasi_newton_adam, regularization)
+                   quasi_newton_adam, regularization, summary)
     factories = [newton.newton_explorer, hessian_cost.memory_explorer,
                  quasi_newton_adam.adam_explorer, quasi_newton_adam.lbfgs_history_explorer,
                  momentum.momentum_explorer, regularization.schedule_designer,
                  kronecker.cost_explorer, conditioning.conditioning_explorer,
-                 evidence.sensitivity_explorer, evidence.bands_explorer, diagnose.run_doctor]
+                 evidence.sensitivity_explorer, evidence.bands_explorer, diagnose.run_doctor,
+                 summary.convergence_explorer]
     return {f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}": f for f in factories}
 from .quotes import Quote, Quotes  # noqa: E402  (the numbers the text quotes)

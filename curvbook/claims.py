@@ -46,7 +46,7 @@ from . import results_dir
 
 __all__ = ["adam_forms", "momentum_forms", "weight_decay_hessian", "bfgs_inverse_check",
            "gradient_norm_growth", "memory_arithmetic", "load_claims", "scale", "VERDICTS",
-           "RULES", "evaluate", "verdict", "verdicts", "verdict_counts", "box", "table",
+           "RULES", "evaluate", "verdict", "verdicts", "verdict_counts", "verdict_lists", "box", "table",
            "scale_markdown", "rules_markdown", "paired_percent", "newcombe"]
 
 
@@ -605,6 +605,27 @@ def box(claim_id, directory=None, results=None):
              f"*Rule ({rec['rule']['kind']}):* {res['rule_text']}.", "",
              f"**Sources:** {_cites(rec['cite'])}.", "```"]
     return _markdown("\n".join(lines))
+
+
+def verdict_lists(directory=None, *, exclude=("10_conclusion",)):
+    """Every claim, grouped by its computed verdict in the order of the scale: a Markdown list
+    per verdict, each claim quoted with a link to the chapter section that checks it. Claims of
+    the chapters in ``exclude`` are left out (chapter 10 shows its own boxes)."""
+    sources = _Sources(directory)
+    groups = {v: [] for v in VERDICTS}
+    for rec in load_claims():
+        if rec["chapter"] in exclude:
+            continue
+        groups[evaluate(rec, sources)["verdict"]].append(rec)
+    lines = []
+    for v, recs in groups.items():
+        if not recs:
+            continue
+        lines += [f"**{v[0].upper() + v[1:]}** ({len(recs)})", ""]
+        lines += [f"* \"{r['quote']}\" (§{r['section']}; {{ref}}`ch. {int(r['chapter'][:2])} <{r['label']}>`)"
+                  for r in recs]
+        lines.append("")
+    return _markdown("\n".join(lines).strip())
 
 
 def table(directory=None):

@@ -241,8 +241,6 @@ def _prose_verdicts():
 #: chapter sections whose handwritten verdict differs from the computed one, until the chapter
 #: is converted to claims.box (or its text follows the rule); strict: a fixed one must go
 PENDING = {
-    "ch10-claim-robust": "cited: no measure of stability, benchmarks vary by task (unsupported)",
-    "ch10-claim-easy": "'half right' is not on the verdict scale",
 }
 
 
@@ -262,7 +260,7 @@ def test_prose_verdict_matches_the_computed_one(chapter, label, text, request):
 
 @pytest.mark.parametrize("stem", ["01_fundamental_question", "02_computational_reality",
                                   "03_lbfgs_and_adam", "04_momentum", "05_regularization",
-                                  "06_modern_innovations"])
+                                  "06_modern_innovations", "10_conclusion"])
 def test_converted_chapter_has_no_handwritten_verdicts(stem):
     assert not [t for c, _, t in _prose_verdicts() if c == stem]
     nb = json.loads((CHAPTERS / f"{stem}.ipynb").read_text())
