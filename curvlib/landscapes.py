@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from ._checks import check_int, check_nonnegative, check_positive, check_real
+from ._checks import check_flag, check_int, check_nonnegative, check_positive, check_real
 from .runs import single_thread
 
 __all__ = ["Landscape", "Quadratic", "Rosenbrock", "Beale", "Saddle", "LogisticRegression",
@@ -324,8 +324,7 @@ class LogisticRegression:
             raise ValueError(f"X must be (n, d) and y (n,) with n >= 1, got {X.shape} and {y.shape}")
         if not np.all((y == 0) | (y == 1)):
             raise ValueError("y must contain only 0 and 1")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be True or False, got {bias!r}")
+        bias = check_flag("bias", bias)
         self.l2 = check_positive("l2", l2)
         self.X = np.hstack([X, np.ones((len(X), 1))]) if bias else X
         self.y = y

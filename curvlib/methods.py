@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import quasi_newton, rules
-from ._checks import (check_choice, check_flag, check_int, check_lr, check_nonnegative,
-                      check_unit_interval)
+from ._checks import (check_choice, check_flag, check_int, check_lr, check_max_bytes,
+                      check_nonnegative, check_unit_interval)
 
 __all__ = ["Method", "METHODS", "get", "resolve", "check", "make_rule", "signature_defaults",
            "TORCH_SWITCHES"]
@@ -103,7 +103,7 @@ METHODS = {m.name: m for m in [
     Method("adamw", rules.adamw, "AdamW", rules.init_adam, options=TORCH_SWITCHES),
     Method("lbfgs", quasi_newton.lbfgs, "LBFGS", line_searches=(None, "strong_wolfe")),
     Method("newton", quasi_newton.newton_step, "Newton", line_searches=(None, "backtracking"),
-           options=("tolerance_grad",)),
+           options=("tolerance_grad", "max_bytes")),
     Method("kfac", None, "KFAC"),
     Method("shampoo", None, "Shampoo"),
 ]}
@@ -164,6 +164,8 @@ def check(name, hyper):
                              f"{h['damping']}")
         if h["line_search_fn"] is not None:
             raise ValueError("line_search_fn must be None when adaptive_damping=True")
+    if "max_bytes" in h:
+        h["max_bytes"] = check_max_bytes(h["max_bytes"])
     return h
 
 

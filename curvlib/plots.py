@@ -35,7 +35,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_flag, check_int
 from .runs import divergence_step
 
 __all__ = ["contour", "convergence", "mean_band", "heatmap", "cell_edges", "markdown_table",
@@ -234,6 +234,8 @@ def convergence(curves, *, x=None, ax=None, log_x=False, log_y=True, xlabel="ste
 
     Returns the axes.
     """
+    log_x, log_y = check_flag("log_x", log_x), check_flag("log_y", log_y)
+    legend = check_flag("legend", legend)
     ax = _axes(ax)
     for i, (label, c) in enumerate(_items(curves, "curves")):
         if isinstance(c, tuple) and len(c) == 2:
@@ -277,6 +279,7 @@ def mean_band(x, runs, *, ax=None, label=None, band="std", log_y=False, color=No
 
     Returns the axes.
     """
+    log_y = check_flag("log_y", log_y)
     x = np.asarray(x, dtype=float)
     R = np.asarray(runs, dtype=float)
     if R.ndim == 1:
@@ -325,6 +328,7 @@ def cell_edges(centers, log=False):
 
     With ``log=True`` the midpoints are geometric, for a grid that is even on a log axis.
     """
+    log = check_flag("log", log)
     c = np.asarray(centers, dtype=float)
     if c.ndim != 1 or len(c) < 2:
         raise ValueError(f"centers must be 1-D with at least two values, got shape {c.shape}")
@@ -353,6 +357,8 @@ def heatmap(values, x, y, *, ax=None, log_x=False, log_y=False, log_color=False,
     """
     from matplotlib.colors import LogNorm, Normalize
 
+    log_x, log_y = check_flag("log_x", log_x), check_flag("log_y", log_y)
+    log_color, colorbar = check_flag("log_color", log_color), check_flag("colorbar", colorbar)
     V = np.ma.masked_invalid(np.asarray(values, dtype=float))
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if V.shape != (len(y), len(x)):
