@@ -35,7 +35,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import check_choice, check_flag, check_int
+from ._checks import MAX_BYTES, check_choice, check_flag, check_int, check_size
 from .runs import divergence_step
 
 __all__ = ["contour", "convergence", "mean_band", "heatmap", "cell_edges", "markdown_table",
@@ -89,11 +89,16 @@ def _items(mapping, name):
     return items
 
 
-def _grid_values(fun, box, n):
+def _grid_values(fun, box, n, max_bytes=MAX_BYTES):
     """``(X, Y, Z)`` for a landscape (``.grid``) or a callable on points of shape (..., 2)."""
     (x0, x1), (y0, y1) = box
     if hasattr(fun, "grid"):
+        from .landscapes import Landscape
+        if isinstance(fun, Landscape):
+            return fun.grid(n=n, box=box, max_bytes=max_bytes)
+        check_size(f"a {n} x {n} grid", 6 * 8 * n * n, max_bytes)
         return fun.grid(n=n, box=box)
+    check_size(f"a {n} x {n} grid", 6 * 8 * n * n, max_bytes)
     X, Y = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
     pts = np.stack([X, Y], axis=-1)
     try:  # vectorised first
@@ -118,7 +123,7 @@ def _check_box(box):
 
 def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels=20,
             log_levels=True, minima=None, cmap="viridis", filled=False, markers=True,
-            path_kw=None, legend=True):
+            path_kw=None, legend=True, max_bytes=MAX_BYTES):
     r"""Contour lines of a 2-D function with optimizer paths drawn on top.
 
     Parameters
@@ -131,7 +136,8 @@ def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels
         The window; defaults to ``fun.box`` (or the extent of ``grid``). Paths that leave it
         are clipped by the axes.
     n : int
-        Grid points per axis when the function is evaluated here.
+        Grid points per axis when the function is evaluated here; a grid larger than
+        ``max_bytes`` (2 GiB, six ``n`` by ``n`` float64 arrays) is refused.
     grid : (X, Y, Z), optional
         Values already computed on a mesh (e.g. ``landscape.grid()``), so that a widget
         evaluates its landscape once, in its factory, and each redraw only draws. ``fun``
@@ -173,7 +179,7 @@ def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels
     n = check_int("n", n, minimum=2)
     ax = _axes(ax)
     if grid is None:
-        X, Y, Z = _grid_values(fun, box, n)
+        X, Y, Z = _grid_values(fun, box, n, max_bytes)
     if isinstance(levels, numbers.Integral) and not isinstance(levels, bool):
         nlev = check_int("levels", levels, minimum=2)
         finite = Z[np.isfinite(Z)]
