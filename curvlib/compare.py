@@ -427,6 +427,8 @@ def run_settings(factory, settings, make_model, data, *, steps, seeds=DEFAULT_SE
     hyperparameters (``"weight_decay"``, ``"momentum"`` ...). Returns one :class:`RunStats`
     per setting, in order.
     """
+    if not isinstance(settings, (list, tuple)) or not all(isinstance(s, dict) for s in settings):
+        raise TypeError(f"settings must be a list of dicts, got {settings!r}")
     settings = [dict(s) for s in settings]
     if not settings or any("lr" not in s for s in settings):
         raise ValueError("settings must be a non-empty list of dicts, each with an 'lr'")

@@ -362,7 +362,8 @@ def llama_params(vocab_size=32000, d_model=4096, layers=32, ffn=None, n_heads=32
     ffn = llama_ffn_dim(d_model) if ffn is None else _n("ffn", ffn)
     d, d_kv = d_model, d_model // n_heads * n_kv_heads
     layer = 2 * d * d + 2 * d * d_kv + 3 * d * ffn + 2 * d
-    return vocab_size * d * (1 if tied_embeddings else 2) + layers * layer + d
+    tied = check_flag("tied_embeddings", tied_embeddings)
+    return vocab_size * d * (1 if tied else 2) + layers * layer + d
 
 
 # --------------------------------------------------------------------------------------

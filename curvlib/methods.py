@@ -121,7 +121,8 @@ def get(name, argname="name"):
 # Checks: one per hyperparameter name, the same for every method
 # --------------------------------------------------------------------------------------
 def _betas(name, value):
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or \
+            getattr(value, "ndim", 1) != 1 or len(value) != 2:
         raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}")
     return tuple(check_unit_interval(f"{name}[{i}]", b) for i, b in enumerate(value))
 

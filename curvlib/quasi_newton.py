@@ -362,6 +362,15 @@ def newton_direction(grad, H, damping=0.0, *, positive_definite=False, beta=1e-3
     :math:`\tau` overflows, with a ``ValueError`` naming ``H``: such a matrix has entries
     too large for a float to damp.
     """
+    for name, a, ndim in (("grad", grad, 1), ("H", H, 2)):
+        kind = getattr(getattr(a, "dtype", None), "is_floating_point", None)
+        real = kind if kind is not None else getattr(getattr(a, "dtype", None), "kind", "") in "f"
+        if not (hasattr(a, "shape") and hasattr(a, "dtype")) or not real or a.ndim != ndim:
+            raise TypeError(f"{name} must be a {ndim}-D floating-point array or tensor, got "
+                            f"{a!r}")
+    if H.shape != (grad.shape[0], grad.shape[0]):
+        raise ValueError(f"H must have shape ({grad.shape[0]}, {grad.shape[0]}) to match grad, "
+                         f"got {tuple(H.shape)}")
     if not _all_finite(grad):
         raise ValueError("grad must be finite (it holds NaN or infinity)")
     if not _all_finite(H):

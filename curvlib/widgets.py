@@ -172,7 +172,11 @@ class Explorer:
                 raise TypeError(f"controls[{name!r}] must be an ordered list of values, not a "
                                 f"{type(values).__name__} (its order would change between "
                                 "runs)")
-            values = tuple(values)
+            try:
+                values = tuple(values)
+            except TypeError:  # a 0-d array or tensor
+                raise TypeError(f"controls[{name!r}] must be a list of values, got "
+                                f"{values!r}") from None
             if not values:
                 raise ValueError(f"controls[{name!r}] must not be empty")
             if len({format_value(v) for v in values}) != len(values):
@@ -196,7 +200,11 @@ class Explorer:
         self._figsize = (check_positive("figsize[0]", figsize[0]),
                          check_positive("figsize[1]", figsize[1]))
         self._dpi = check_positive("dpi", dpi)
-        pixels = math.ceil(self._figsize[0] * self._dpi) * math.ceil(self._figsize[1] * self._dpi)
+        width, height = (math.ceil(side * self._dpi) for side in self._figsize)
+        if min(width, height) < 50:
+            raise ValueError(f"figsize and dpi give a {width} x {height} pixel frame: each side "
+                             "must be at least 50 pixels (room for the text)")
+        pixels = width * height
         check_size(f"an Explorer frame of {pixels} pixels (figsize x dpi)", 4 * pixels,
                    max_bytes)
         self._layout = layout
