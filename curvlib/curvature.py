@@ -186,7 +186,7 @@ def hessian(f, w, *, max_bytes=MAX_BYTES):
 
     Computed forward-over-reverse, all columns at once: :func:`torch.func.jacfwd` of
     :func:`torch.func.grad`. It needs :math:`n^2` numbers, so it is for small models
-    only: ``max_bytes`` (:data:`curvlib._checks.MAX_BYTES`, 2 GiB, by default; ``math.inf``
+    only: ``max_bytes`` (``curvlib._checks.MAX_BYTES``, 2 GiB, by default; ``math.inf``
     for no limit; NaN is refused) guards against asking for a matrix that will not fit.
 
     Why not :func:`torch.func.hessian` (``jacfwd`` of ``jacrev``)? It agrees on models

@@ -208,7 +208,7 @@ def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gt
     max_bytes : float
         ``newton`` only: refuse (``ValueError``, before any evaluation) a problem whose dense
         Hessian and the copies of its solve (three :math:`n\times n` float64 arrays) exceed
-        this many bytes (:data:`curvlib._checks.MAX_BYTES`, 2 GiB; ``math.inf`` lifts the
+        this many bytes (``curvlib._checks.MAX_BYTES``, 2 GiB; ``math.inf`` lifts the
         limit). With neither ``hess`` nor ``jac`` (nor a landscape's), the Hessian would come
         from central differences of central differences, :math:`4n^2` calls of ``fun`` per
         iteration: that is refused above :data:`MAX_FD_CALLS` calls (pass ``jac``).

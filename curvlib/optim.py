@@ -511,7 +511,7 @@ class Newton(_FlatOptimizer):
 
     Limits: the constructor refuses (``ValueError``) a model whose dense Hessian and the
     matrices of its solve (three :math:`n\times n` arrays) exceed ``max_bytes``
-    (:data:`curvlib._checks.MAX_BYTES`, 2 GiB; ``math.inf`` lifts the limit). A step whose
+    (``curvlib._checks.MAX_BYTES``, 2 GiB; ``math.inf`` lifts the limit). A step whose
     loss, gradient or Hessian is not finite is not taken (the parameters stay, ``p.grad``
     holds the gradient), so a training loop sees the non-finite loss and stops; the damping
     of N&W Alg. 3.3 is doubled at most :data:`curvlib.quasi_newton.MAX_DAMPING_DOUBLINGS`

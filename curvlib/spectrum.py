@@ -339,7 +339,7 @@ def spectral_density(f, w, *, steps=80, runs=10, grid=1000, sigma=None, seed=0,
         max_bytes: refuse (``ValueError``, before any product) when the Lanczos basis
             (``steps`` vectors of ``w``'s size) or the kernel matrix (``grid`` x ``runs``
             x ``steps`` float64 numbers, three such arrays at once) would exceed this many
-            bytes (:data:`curvlib._checks.MAX_BYTES`, 2 GiB; ``math.inf`` lifts the limit).
+            bytes (``curvlib._checks.MAX_BYTES``, 2 GiB; ``math.inf`` lifts the limit).
 
     Returns:
         ``SpectralDensity(grid, density, nodes, weights)``; ``nodes`` and ``weights`` have

@@ -44,7 +44,7 @@ import numpy as np
 from ._checks import check_int, check_positive, check_size
 
 __all__ = ["Explorer", "Frame", "Diverged", "format_value", "says_diverged", "time_update",
-           "FRAME_MAX_BYTES"]
+           "FRAME_MAX_BYTES", "MIN_DPI"]
 
 #: Mimetype of an ipywidgets view, as Jupyter front ends and myst-nb know it.
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
@@ -114,6 +114,9 @@ def says_diverged(summary):
 #: million pixels; the default frame has 184,320): ``figsize`` times ``dpi`` beyond it is
 #: refused unless ``max_bytes`` is raised.
 FRAME_MAX_BYTES = 2 ** 26
+#: The smallest resolution an Explorer draws at: a 4-point font is then a pixel high
+#: (matplotlib's font renderer fails on a font smaller than a pixel, e.g. at ``dpi=1``)
+MIN_DPI = 20
 
 
 class Explorer:
@@ -200,11 +203,10 @@ class Explorer:
         self._figsize = (check_positive("figsize[0]", figsize[0]),
                          check_positive("figsize[1]", figsize[1]))
         self._dpi = check_positive("dpi", dpi)
-        width, height = (math.ceil(side * self._dpi) for side in self._figsize)
-        if min(width, height) < 50:
-            raise ValueError(f"figsize and dpi give a {width} x {height} pixel frame: each side "
-                             "must be at least 50 pixels (room for the text)")
-        pixels = width * height
+        if self._dpi < MIN_DPI:  # below it, small text rounds to no pixel at all
+            raise ValueError(f"dpi must be at least {MIN_DPI} (the text needs pixels), got "
+                             f"{self._dpi}")
+        pixels = math.ceil(self._figsize[0] * self._dpi) * math.ceil(self._figsize[1] * self._dpi)
         check_size(f"an Explorer frame of {pixels} pixels (figsize x dpi)", 4 * pixels,
                    max_bytes)
         self._layout = layout
