@@ -48,14 +48,11 @@ COUNTS = {"tried": 0, "named_error": 0, "correct": 0}
 @pytest.fixture(scope="module", autouse=True)
 def _report_counts(request):
     yield
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
     line = (f"bad-input property suite: {COUNTS['tried']} inputs tried, "
             f"{COUNTS['named_error']} named errors, {COUNTS['correct']} correct results")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
-    else:
-        print(line)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print("\n" + line)
 
 
 class Hang(Exception):
