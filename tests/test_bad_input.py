@@ -558,7 +558,7 @@ def test_newton_with_nan_or_huge_hessian_returns(kind):
         if kind == "backtracking":
             opt = optim.Newton([p], line_search_fn="backtracking")
             loss = opt.step(lambda: (p ** 2).sum() * float("nan"))
-            assert math.isnan(float(loss)) and torch.equal(p.detach(), torch.ones(2,
+            assert math.isnan(float(loss.detach())) and torch.equal(p.detach(), torch.ones(2,
                                                                              dtype=torch.float64))
         elif kind == "adaptive":
             opt = optim.Newton([p], adaptive_damping=True, damping=1.0)
