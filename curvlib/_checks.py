@@ -12,7 +12,14 @@ import numbers
 import numpy as np
 
 __all__ = ["check_real", "check_positive", "check_nonnegative", "check_unit_interval",
-           "check_int", "check_choice", "check_flag", "check_lr"]
+           "check_int", "check_choice", "check_flag", "check_lr", "check_max_bytes",
+           "check_size", "MAX_BYTES"]
+
+#: The default limit on one dense array that curvlib allocates (a Hessian, the matrix of a
+#: Newton solve, a grid of values, an image): 2 GiB. Every function that would allocate one
+#: estimates its size first and refuses a larger one with a ``ValueError``; its
+#: ``max_bytes`` argument raises the limit (``math.inf`` removes it).
+MAX_BYTES = 2 ** 31
 
 
 def check_real(name, value):
@@ -96,3 +103,56 @@ def _equal(a, b):
         return bool(a == b)
     except (TypeError, ValueError):  # an array compared with a string, say
         return False
+
+
+def check_max_bytes(max_bytes, name="max_bytes"):
+    """A size limit in bytes: a positive number, ``math.inf`` for none (NaN is refused)."""
+    if isinstance(max_bytes, float) and max_bytes == math.inf:
+        return max_bytes
+    return check_positive(name, max_bytes)
+
+
+def check_size(what, need, max_bytes=MAX_BYTES, *, name="max_bytes"):
+    """Refuse to allocate ``need`` bytes for ``what`` when that exceeds ``max_bytes``.
+
+    The message names the array, its size and the argument that overrides the limit.
+    """
+    max_bytes = check_max_bytes(max_bytes, name)
+    if need > max_bytes:
+        raise ValueError(f"{what} would need {_human(need)} ({need:.4g} bytes), more than "
+                         f"{name}={max_bytes:.4g}; pass a larger {name} to allow it")
+    return need
+
+
+def _human(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+
+
+#: param-group keys an optimizer's state dict may lack (torch.optim's implementation switches
+#: and the few keys curvlib adds to a torch optimizer's): a torch.optim state dict loads
+_OPTIONAL_GROUP_KEYS = frozenset({"foreach", "capturable", "differentiable", "fused", "maximize",
+                                  "decoupled_weight_decay", "bias_correction", "beta1",
+                                  "graft_beta2", "max_bytes", "tolerance_grad"})
+
+
+def check_state_dict(optimizer, state_dict):
+    """``state_dict`` must be a state dict of ``optimizer``'s kind (``TypeError``/``ValueError``).
+
+    Its param groups must carry every hyperparameter ``optimizer`` steps with: an Adam state
+    dict lacks SGD's ``momentum``, so it is refused by SGD instead of silently running SGD
+    with Adam's learning rate. The same class's (or torch.optim's twin's) state dict loads.
+    """
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    groups = state_dict.get("param_groups")
+    if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError("state_dict must have a 'param_groups' list of dicts")
+    required = set(optimizer.defaults) - _OPTIONAL_GROUP_KEYS
+    for group in groups:
+        missing = sorted(required - set(group))
+        if missing:
+            raise ValueError(f"state_dict is not a {type(optimizer).__name__} state dict: its "
+                             f"param groups lack {', '.join(missing)}")

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_int, check_positive, check_real
+from ._checks import check_choice, check_flag, check_int, check_positive, check_real
 from .runs import single_thread
 from .train import accuracy, loss_and_accuracy, train, train_stacked
 
@@ -169,6 +169,28 @@ def _finish(curves, diverged_at, steps, final):
             "val_loss": val_loss, "val_acc": val_acc}
 
 
+def _check_options(optimizer, options, name="options"):
+    """A checked copy of ``options``, hyperparameters to set in every param group of
+    ``optimizer``: a dict whose keys the optimizer takes (``ValueError`` naming a misspelt
+    one, which would otherwise be stored and never read), with values the optimizer's own
+    check accepts (curvlib's optimizers; a torch.optim one checks the keys only)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"{name} must be a dict of hyperparameters, got {options!r}")
+    unknown = sorted(set(options) - set(optimizer.defaults))
+    if unknown or "params" in options:
+        bad = ", ".join(unknown or ["params"])
+        raise ValueError(f"{name}: unknown hyperparameter(s) {bad} for "
+                         f"{type(optimizer).__name__}; it takes "
+                         f"{', '.join(sorted(optimizer.defaults))}")
+    check = getattr(optimizer, "check_hyper", None)
+    if check is None:
+        return dict(options)
+    checked = check({**optimizer.defaults, **options})
+    return {k: checked[k] for k in options}
+
+
 def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, schedule=None,
              loss_fn=None, options=None):
     """Train ``make_model`` with ``factory(model, lr)`` for ``steps`` steps from ``seed``.
@@ -191,8 +213,9 @@ def run_once(factory, lr, make_model, data, *, steps, seed, batch_size=None, sch
         batch_size = None
     model = _build(make_model, seed)
     optimizer = factory(model, lr)
+    options = _check_options(optimizer, options)
     for group in optimizer.param_groups:
-        group.update(options or {})
+        group.update(options)
     scheduler = None if schedule is None else (lambda k: schedule(k, lr))
     res = train(model, optimizer, (X_tr, y_tr), loss_fn=loss_fn, steps=steps,
                 batch_size=batch_size, seed=int(seed), scheduler=scheduler)
@@ -235,6 +258,7 @@ def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule,
     """Results of every ``(lr, seed)`` pair, lr-major; fast path first when allowed."""
     for lr in lrs:
         check_positive("lr", lr)
+    fast = check_flag("fast", fast)
     steps, batch_size = _check_common(factory, make_model, steps, batch_size)
     K = len(lrs)
     scheds = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule] * K
@@ -244,6 +268,10 @@ def _runs(factory, lrs, seeds, make_model, data, *, steps, batch_size, schedule,
     for sc in scheds:
         if sc is not None and not callable(sc):
             raise TypeError("schedule must be None or a (step, base_lr) -> lr function")
+    if any(o for o in opts):  # checked once, on one optimizer, for both paths
+        probe = factory(_build(make_model, seeds[0]), lrs[0])
+        opts = [_check_options(probe, o, f"options[{k}]") for k, o in enumerate(opts)]
+        getattr(probe, "remove_hooks", lambda: None)()
     if fast:
         out = _fast_runs(factory, lrs, seeds, make_model, data, steps=steps,
                          batch_size=batch_size, schedules=scheds, loss_fn=loss_fn, options=opts)
@@ -399,6 +427,8 @@ def run_settings(factory, settings, make_model, data, *, steps, seeds=DEFAULT_SE
     hyperparameters (``"weight_decay"``, ``"momentum"`` ...). Returns one :class:`RunStats`
     per setting, in order.
     """
+    if not isinstance(settings, (list, tuple)) or not all(isinstance(s, dict) for s in settings):
+        raise TypeError(f"settings must be a list of dicts, got {settings!r}")
     settings = [dict(s) for s in settings]
     if not settings or any("lr" not in s for s in settings):
         raise ValueError("settings must be a non-empty list of dicts, each with an 'lr'")
@@ -575,6 +605,7 @@ def plot_bands(result, ax=None, *, band="std", logy=True, quantity="loss", title
     import matplotlib.pyplot as plt
     check_choice("band", band, {"std", "minmax"})
     check_choice("quantity", quantity, {"loss", "grad_norm"})
+    logy = check_flag("logy", logy)
     runs = _as_runs(result)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_int, check_positive
+from ._checks import MAX_BYTES, check_choice, check_int, check_positive, check_size
 from .runs import is_spike
 
 __all__ = ["flat_loss", "hvp", "hvp_operator", "hessian", "grad_norms", "GradNormMonitor"]
@@ -181,13 +181,13 @@ def hvp_operator(f, w):
     return matvec
 
 
-def hessian(f, w, *, max_bytes=2 ** 31):
+def hessian(f, w, *, max_bytes=MAX_BYTES):
     r"""The dense Hessian :math:`H_{ij} = \partial^2 f / \partial w_i \partial w_j`.
 
     Computed forward-over-reverse, all columns at once: :func:`torch.func.jacfwd` of
     :func:`torch.func.grad`. It needs :math:`n^2` numbers, so it is for small models
-    only: ``max_bytes`` (2 GiB by default) guards against asking for a matrix that will
-    not fit.
+    only: ``max_bytes`` (``curvlib._checks.MAX_BYTES``, 2 GiB, by default; ``math.inf``
+    for no limit; NaN is refused) guards against asking for a matrix that will not fit.
 
     Why not :func:`torch.func.hessian` (``jacfwd`` of ``jacrev``)? It agrees on models
     without batch norm, but in torch 2.13 it returns wrong mixed derivatives
@@ -198,10 +198,8 @@ def hessian(f, w, *, max_bytes=2 ** 31):
     agree to rounding (``tests/test_curvature.py`` checks this).
     """
     _check_fw(f, w)
-    need = w.numel() ** 2 * w.element_size()
-    if need > max_bytes:
-        raise ValueError(f"w has {w.numel()} entries: the dense Hessian needs {need} bytes, "
-                         f"more than max_bytes={max_bytes}")
+    check_size(f"the dense Hessian of w ({w.numel()} entries)",
+               w.numel() ** 2 * w.element_size(), max_bytes)
     return torch.func.jacfwd(torch.func.grad(f))(w.detach())
 
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._checks import check_int, check_real
+from ._checks import check_flag, check_int, check_real
 
 __all__ = ["Split", "digits", "breast_cancer", "DATASETS"]
 
@@ -63,8 +63,8 @@ def _split(X, y, *, test_size, seed, standardize, as_torch, dtype):
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
     seed = check_int("seed", seed, minimum=0)
-    if not isinstance(standardize, bool):
-        raise TypeError(f"standardize must be True or False, got {standardize!r}")
+    standardize = check_flag("standardize", standardize)
+    as_torch = check_flag("as_torch", as_torch)
     np_dtype = _numpy_float(dtype)
     X_tr, X_te, y_tr, y_te = train_test_split(X.astype(np.float64), y.astype(np.int64),
                                               test_size=test_size, random_state=seed, stratify=y)

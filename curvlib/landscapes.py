@@ -27,7 +27,8 @@ import math
 
 import numpy as np
 
-from ._checks import check_int, check_nonnegative, check_positive, check_real
+from ._checks import (MAX_BYTES, check_flag, check_int, check_nonnegative, check_positive,
+                      check_real, check_size)
 from .runs import single_thread
 
 __all__ = ["Landscape", "Quadratic", "Rosenbrock", "Beale", "Saddle", "LogisticRegression",
@@ -103,17 +104,26 @@ class Landscape:
         m = self.minimum
         return None if m is None else float(self.value(m))
 
-    def grid(self, n=201, box=None):
-        """``(X, Y, Z)`` on an ``n`` by ``n`` grid over ``box`` (default ``self.box``), for contour plots."""
-        n = int(n)
-        if n < 2:
-            raise ValueError(f"n must be >= 2, got {n}")
+    def grid(self, n=201, box=None, *, max_bytes=MAX_BYTES):
+        """``(X, Y, Z)`` on an ``n`` by ``n`` grid over ``box`` (default ``self.box``), for contour plots.
+
+        A grid whose arrays (about six ``n`` by ``n`` float64 arrays at once) would exceed
+        ``max_bytes`` (2 GiB; ``math.inf`` lifts the limit) is refused with a ``ValueError``.
+        """
+        n = check_int("n", n, minimum=2)
+        check_size(f"a {n} x {n} grid", grid_bytes(n), max_bytes)
         (x0, x1), (y0, y1) = self.box if box is None else box
         X, Y = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
         return X, Y, self.value(np.stack([X, Y], axis=-1))
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def grid_bytes(n):
+    """Bytes of the arrays an ``n`` by ``n`` grid of a 2-D function holds at once (X, Y, the
+    points, the values and a temporary: six ``n * n`` float64 arrays)."""
+    return 6 * 8 * n * n
 
 
 class Quadratic(Landscape):
@@ -327,8 +337,7 @@ class LogisticRegression:
             raise ValueError(f"X must be (n, d) and y (n,) with n >= 1, got {X.shape} and {y.shape}")
         if not np.all((y == 0) | (y == 1)):
             raise ValueError("y must contain only 0 and 1")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be True or False, got {bias!r}")
+        bias = check_flag("bias", bias)
         self.l2 = check_positive("l2", l2)
         self.X = np.hstack([X, np.ones((len(X), 1))]) if bias else X
         self.y = y

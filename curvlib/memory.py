@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import methods
-from ._checks import check_choice, check_flag, check_int, check_positive
+from ._checks import check_choice, check_flag, check_int, check_nonnegative, check_positive
 
 __all__ = ["DTYPE_BYTES", "dtype_bytes", "hessian_bytes", "optimizer_state_bytes", "state_bytes",
            "inversion_flops", "inversion_seconds", "format_bytes",
@@ -188,7 +188,7 @@ def inversion_flops(n, method="cholesky", *, explicit_inverse=False):
     n = _n("n", n)
     check_choice("method", method, _FLOP_CONSTANTS)
     factor, inverse = _FLOP_CONSTANTS[method]
-    return (inverse if explicit_inverse else factor) * float(n) ** 3
+    return (inverse if check_flag("explicit_inverse", explicit_inverse) else factor) * float(n) ** 3
 
 
 def inversion_seconds(n, flops_per_second, method="cholesky", *, explicit_inverse=False,
@@ -211,7 +211,8 @@ def inversion_seconds(n, flops_per_second, method="cholesky", *, explicit_invers
 
 def format_bytes(n_bytes, binary=False):
     """``2612647538596096 -> '2.61 PB'`` (decimal units; ``binary=True`` for KiB, MiB, ...)."""
-    n_bytes = check_positive("n_bytes", n_bytes) if n_bytes else 0.0
+    n_bytes = check_nonnegative("n_bytes", n_bytes)
+    binary = check_flag("binary", binary)
     base = 1024 if binary else 1000
     units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB", "RB", "QB"]
     if binary:
@@ -305,6 +306,7 @@ def bert_params(vocab_size=30522, hidden=768, layers=12, ffn=3072, max_position=
     for arg, v in dict(vocab_size=vocab_size, hidden=hidden, layers=layers, ffn=ffn,
                        max_position=max_position, type_vocab=type_vocab).items():
         _n(arg, v)
+    pooler = check_flag("pooler", pooler)
     d = hidden
     emb = (vocab_size + max_position + type_vocab) * d + 2 * d
     return emb + layers * _transformer_layer(d, ffn) + ((d * d + d) if pooler else 0)
@@ -360,7 +362,8 @@ def llama_params(vocab_size=32000, d_model=4096, layers=32, ffn=None, n_heads=32
     ffn = llama_ffn_dim(d_model) if ffn is None else _n("ffn", ffn)
     d, d_kv = d_model, d_model // n_heads * n_kv_heads
     layer = 2 * d * d + 2 * d * d_kv + 3 * d * ffn + 2 * d
-    return vocab_size * d * (1 if tied_embeddings else 2) + layers * layer + d
+    tied = check_flag("tied_embeddings", tied_embeddings)
+    return vocab_size * d * (1 if tied else 2) + layers * layer + d
 
 
 # --------------------------------------------------------------------------------------

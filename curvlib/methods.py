@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import quasi_newton, rules
-from ._checks import (check_choice, check_flag, check_int, check_lr, check_nonnegative,
-                      check_unit_interval)
+from ._checks import (check_choice, check_flag, check_int, check_lr, check_max_bytes,
+                      check_nonnegative, check_unit_interval)
 
 __all__ = ["Method", "METHODS", "get", "resolve", "check", "make_rule", "signature_defaults",
            "TORCH_SWITCHES"]
@@ -103,7 +103,7 @@ METHODS = {m.name: m for m in [
     Method("adamw", rules.adamw, "AdamW", rules.init_adam, options=TORCH_SWITCHES),
     Method("lbfgs", quasi_newton.lbfgs, "LBFGS", line_searches=(None, "strong_wolfe")),
     Method("newton", quasi_newton.newton_step, "Newton", line_searches=(None, "backtracking"),
-           options=("tolerance_grad",)),
+           options=("tolerance_grad", "max_bytes")),
     Method("kfac", None, "KFAC"),
     Method("shampoo", None, "Shampoo"),
 ]}
@@ -121,7 +121,8 @@ def get(name, argname="name"):
 # Checks: one per hyperparameter name, the same for every method
 # --------------------------------------------------------------------------------------
 def _betas(name, value):
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or \
+            getattr(value, "ndim", 1) != 1 or len(value) != 2:
         raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}")
     return tuple(check_unit_interval(f"{name}[{i}]", b) for i, b in enumerate(value))
 
@@ -164,6 +165,8 @@ def check(name, hyper):
                              f"{h['damping']}")
         if h["line_search_fn"] is not None:
             raise ValueError("line_search_fn must be None when adaptive_damping=True")
+    if "max_bytes" in h:
+        h["max_bytes"] = check_max_bytes(h["max_bytes"])
     return h
 
 

@@ -40,13 +40,17 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from . import methods, quasi_newton
-from ._checks import check_int, check_nonnegative
+from ._checks import MAX_BYTES, check_int, check_nonnegative, check_size
 
-__all__ = ["minimize", "MINIMIZE_DEFAULTS"]
+__all__ = ["minimize", "MINIMIZE_DEFAULTS", "MAX_FD_CALLS"]
 
 #: minimize's defaults where they differ from the method's (torch.optim's); see above for why
 MINIMIZE_DEFAULTS = {"lbfgs": dict(line_search_fn="strong_wolfe", tolerance_change=0.0,
                                    max_eval=25)}
+#: Newton without ``jac`` and ``hess`` calls ``fun`` :math:`4n^2` times per iteration; above
+#: this many calls it is refused (n > 500)
+MAX_FD_CALLS = 10 ** 6
+
 #: hyperparameters of the torch optimizers that minimize takes under its own names
 _OWN_NAMES = {"max_iter": "maxiter", "tolerance_grad": "gtol"}
 
@@ -104,10 +108,17 @@ class _Objective:
 
     @staticmethod
     def _scalar(f):
-        try:
+        """The objective's value as a float: a real number, or a one-element real array or
+        tensor; a string, a bool or a complex number is refused (``float`` would take the
+        first two and numpy would drop the imaginary part of the third)."""
+        if hasattr(f, "dtype") and hasattr(f, "shape") and math.prod(f.shape) == 1:
+            kind = np.dtype(str(f.dtype).removeprefix("torch.")).kind \
+                if not isinstance(f.dtype, np.dtype) else f.dtype.kind
+            if kind in "iuf":
+                return float(f.reshape(()) if hasattr(f, "reshape") else f)
+        elif isinstance(f, numbers.Real) and not isinstance(f, (bool, np.bool_)):
             return float(f)
-        except (TypeError, ValueError):
-            raise TypeError(f"fun must return a scalar, got {f!r}") from None
+        raise TypeError(f"fun must return a scalar (one real number), got {f!r}")
 
     def _vector(self, g, name):
         g = np.array(g, dtype=float)
@@ -169,7 +180,8 @@ def _finite(f, g=None, x=None):
 # --------------------------------------------------------------------------------------
 # minimize
 # --------------------------------------------------------------------------------------
-def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gtol=1e-5, **hyper):
+def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gtol=1e-5, *,
+             max_bytes=MAX_BYTES, **hyper):
     r"""Minimise ``fun`` from ``x0`` with one of the book's optimizers; return the whole path.
 
     Parameters
@@ -193,6 +205,13 @@ def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gt
     gtol : float
         Stop with success when :math:`\|\nabla f(x)\|_\infty \le` ``gtol`` (the test of
         scipy's L-BFGS-B ``gtol`` for an unconstrained problem).
+    max_bytes : float
+        ``newton`` only: refuse (``ValueError``, before any evaluation) a problem whose dense
+        Hessian and the copies of its solve (three :math:`n\times n` float64 arrays) exceed
+        this many bytes (``curvlib._checks.MAX_BYTES``, 2 GiB; ``math.inf`` lifts the
+        limit). With neither ``hess`` nor ``jac`` (nor a landscape's), the Hessian would come
+        from central differences of central differences, :math:`4n^2` calls of ``fun`` per
+        iteration: that is refused above :data:`MAX_FD_CALLS` calls (pass ``jac``).
     **hyper
         The method's hyperparameters, named as in :mod:`curvlib.optim` (see above).
 
@@ -215,6 +234,15 @@ def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gt
         x0 = fun.start
     x = _check_x0(x0, fun)
     obj = _Objective(fun, jac, hess, x.size)
+    if method == "newton":
+        n = x.size
+        check_size(f"minimize's dense Hessian of {n} variables (three {n} x {n} float64 "
+                   "matrices)", 3 * n * n * 8, max_bytes)
+        if obj.hess is None and obj.jac is None and 4 * n * n > MAX_FD_CALLS:
+            raise ValueError(f"x0 has {n} entries: without jac or hess, each Newton iteration "
+                             f"would call fun {4 * n * n} times (central differences of "
+                             f"central differences), more than MAX_FD_CALLS={MAX_FD_CALLS}; "
+                             "pass jac (the gradient) or hess")
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         f, g = obj.value_and_grad(x)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_flag, check_int
 
 __all__ = ["mlp", "logistic_regression", "Residual", "n_params", "ACTIVATIONS"]
 
@@ -46,10 +46,7 @@ def _seeded(build, seed, dtype):
         return build().to(dtype)
 
 
-def _flag(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
+_flag = check_flag
 
 
 def mlp(sizes, activation="tanh", *, batchnorm=False, residual=False, seed=0, dtype="float32"):

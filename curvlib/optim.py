@@ -39,11 +39,12 @@ from a parameter list.
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 
 from . import _fast, methods, quasi_newton
-from ._checks import check_flag
+from ._checks import MAX_BYTES, check_flag, check_size, check_state_dict
 from .methods import make_rule
 
 __all__ = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "LBFGS", "Newton", "KFAC", "Shampoo",
@@ -143,6 +144,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             checked = self.check_hyper({**self.defaults, **{k: group[k] for k in overrides}})
             group.update({k: checked[k] for k in overrides})
         super().add_param_group(group)
+
+    def load_state_dict(self, state_dict):
+        check_state_dict(self, state_dict)  # an Adam state dict is not an SGD one
+        super().load_state_dict(state_dict)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -364,7 +369,13 @@ class RMSprop(RuleOptimizer):
 # L-BFGS and Newton: one flat vector, the loops of curvlib.quasi_newton
 # --------------------------------------------------------------------------------------
 class _FlatOptimizer(torch.optim.Optimizer):
-    """An optimizer that sees all parameters as one vector (one param group)."""
+    """An optimizer that sees all parameters as one vector (one param group).
+
+    A second group is refused, at construction and by :meth:`add_param_group` (the step
+    treats every parameter alike, so a group's own settings could not be honoured).
+    ``_params`` (the group's list) is derived, and rebuilt after ``copy.deepcopy`` or
+    unpickling (torch.optim's ``__getstate__`` keeps only defaults, state and groups).
+    """
 
     def __init__(self, params, defaults):
         super().__init__(_check_param_list(params), methods.check(self.method, defaults))
@@ -376,6 +387,26 @@ class _FlatOptimizer(torch.optim.Optimizer):
             if torch.is_complex(p):
                 raise TypeError(f"{type(self).__name__} supports real parameters only, got "
                                 f"dtype {p.dtype}")
+
+    @classmethod
+    def check_hyper(cls, group):
+        """A checked copy of ``group``'s hyperparameters (raises on bad values)."""
+        return methods.check(cls.method, group)
+
+    def add_param_group(self, param_group):
+        if self.param_groups:  # torch's constructor adds the first group through here
+            raise ValueError(f"{type(self).__name__} doesn't support per-parameter options "
+                             "(parameter groups): add_param_group is refused, as every "
+                             "parameter is a slice of one flat vector")
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict):
+        check_state_dict(self, state_dict)
+        super().load_state_dict(state_dict)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._params = self.param_groups[0]["params"]
 
     def _flat_params(self):
         return torch.cat([p.detach().reshape(-1) for p in self._params])
@@ -477,6 +508,14 @@ class Newton(_FlatOptimizer):
       J. SIAM 11(2):431-441, 1963.)
 
     The current damping and the step count live in ``state_dict()``.
+
+    Limits: the constructor refuses (``ValueError``) a model whose dense Hessian and the
+    matrices of its solve (three :math:`n\times n` arrays) exceed ``max_bytes``
+    (``curvlib._checks.MAX_BYTES``, 2 GiB; ``math.inf`` lifts the limit). A step whose
+    loss, gradient or Hessian is not finite is not taken (the parameters stay, ``p.grad``
+    holds the gradient), so a training loop sees the non-finite loss and stops; the damping
+    of N&W Alg. 3.3 is doubled at most :data:`curvlib.quasi_newton.MAX_DAMPING_DOUBLINGS`
+    times, and Levenberg-Marquardt damping stays below :data:`curvlib.quasi_newton.MAX_DAMPING`.
     """
 
     method = "newton"
@@ -485,10 +524,14 @@ class Newton(_FlatOptimizer):
 
     def __init__(self, params, lr=_NEWTON["lr"], damping=_NEWTON["damping"],
                  line_search_fn=_NEWTON["line_search_fn"],
-                 adaptive_damping=_NEWTON["adaptive_damping"], tolerance_grad=1e-7):
+                 adaptive_damping=_NEWTON["adaptive_damping"], tolerance_grad=1e-7,
+                 max_bytes=MAX_BYTES):
         super().__init__(params, dict(lr=lr, damping=damping, line_search_fn=line_search_fn,
                                       adaptive_damping=adaptive_damping,
-                                      tolerance_grad=tolerance_grad))
+                                      tolerance_grad=tolerance_grad, max_bytes=max_bytes))
+        n = sum(p.numel() for p in self._params)
+        check_size(f"Newton's dense Hessian of {n} parameters (three {n} x {n} matrices)",
+                   3 * n * n * self._params[0].element_size(), max_bytes)
 
     def _gradient_and_hessian(self, loss):
         params = self._params
@@ -529,6 +572,9 @@ class Newton(_FlatOptimizer):
         for p in self._params:
             p.grad = g[offset:offset + p.numel()].view_as(p).clone()
             offset += p.numel()
+        if not (math.isfinite(float(loss.detach())) and bool(torch.isfinite(g).all())
+                and bool(torch.isfinite(H).all())):
+            return loss  # no step: the caller sees the non-finite loss (or gradient)
         if float(g.abs().max()) <= group["tolerance_grad"]:
             return loss
         state["step"] += 1

@@ -35,7 +35,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import check_choice, check_int
+from ._checks import MAX_BYTES, check_choice, check_flag, check_int, check_size
 from .runs import divergence_step
 
 __all__ = ["contour", "convergence", "mean_band", "heatmap", "cell_edges", "markdown_table",
@@ -89,11 +89,16 @@ def _items(mapping, name):
     return items
 
 
-def _grid_values(fun, box, n):
+def _grid_values(fun, box, n, max_bytes=MAX_BYTES):
     """``(X, Y, Z)`` for a landscape (``.grid``) or a callable on points of shape (..., 2)."""
     (x0, x1), (y0, y1) = box
     if hasattr(fun, "grid"):
+        from .landscapes import Landscape
+        if isinstance(fun, Landscape):
+            return fun.grid(n=n, box=box, max_bytes=max_bytes)
+        check_size(f"a {n} x {n} grid", 6 * 8 * n * n, max_bytes)
         return fun.grid(n=n, box=box)
+    check_size(f"a {n} x {n} grid", 6 * 8 * n * n, max_bytes)
     X, Y = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
     pts = np.stack([X, Y], axis=-1)
     try:  # vectorised first
@@ -118,7 +123,7 @@ def _check_box(box):
 
 def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels=20,
             log_levels=True, minima=None, cmap="viridis", filled=False, markers=True,
-            path_kw=None, legend=True):
+            path_kw=None, legend=True, max_bytes=MAX_BYTES):
     r"""Contour lines of a 2-D function with optimizer paths drawn on top.
 
     Parameters
@@ -131,7 +136,8 @@ def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels
         The window; defaults to ``fun.box`` (or the extent of ``grid``). Paths that leave it
         are clipped by the axes.
     n : int
-        Grid points per axis when the function is evaluated here.
+        Grid points per axis when the function is evaluated here; a grid larger than
+        ``max_bytes`` (2 GiB, six ``n`` by ``n`` float64 arrays) is refused.
     grid : (X, Y, Z), optional
         Values already computed on a mesh (e.g. ``landscape.grid()``), so that a widget
         evaluates its landscape once, in its factory, and each redraw only draws. ``fun``
@@ -173,7 +179,7 @@ def contour(fun=None, box=None, *, paths=None, ax=None, n=201, grid=None, levels
     n = check_int("n", n, minimum=2)
     ax = _axes(ax)
     if grid is None:
-        X, Y, Z = _grid_values(fun, box, n)
+        X, Y, Z = _grid_values(fun, box, n, max_bytes)
     if isinstance(levels, numbers.Integral) and not isinstance(levels, bool):
         nlev = check_int("levels", levels, minimum=2)
         finite = Z[np.isfinite(Z)]
@@ -234,6 +240,8 @@ def convergence(curves, *, x=None, ax=None, log_x=False, log_y=True, xlabel="ste
 
     Returns the axes.
     """
+    log_x, log_y = check_flag("log_x", log_x), check_flag("log_y", log_y)
+    legend = check_flag("legend", legend)
     ax = _axes(ax)
     for i, (label, c) in enumerate(_items(curves, "curves")):
         if isinstance(c, tuple) and len(c) == 2:
@@ -277,6 +285,7 @@ def mean_band(x, runs, *, ax=None, label=None, band="std", log_y=False, color=No
 
     Returns the axes.
     """
+    log_y = check_flag("log_y", log_y)
     x = np.asarray(x, dtype=float)
     R = np.asarray(runs, dtype=float)
     if R.ndim == 1:
@@ -325,6 +334,7 @@ def cell_edges(centers, log=False):
 
     With ``log=True`` the midpoints are geometric, for a grid that is even on a log axis.
     """
+    log = check_flag("log", log)
     c = np.asarray(centers, dtype=float)
     if c.ndim != 1 or len(c) < 2:
         raise ValueError(f"centers must be 1-D with at least two values, got shape {c.shape}")
@@ -353,6 +363,8 @@ def heatmap(values, x, y, *, ax=None, log_x=False, log_y=False, log_color=False,
     """
     from matplotlib.colors import LogNorm, Normalize
 
+    log_x, log_y = check_flag("log_x", log_x), check_flag("log_y", log_y)
+    log_color, colorbar = check_flag("log_color", log_color), check_flag("colorbar", colorbar)
     V = np.ma.masked_invalid(np.asarray(values, dtype=float))
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if V.shape != (len(y), len(x)):

@@ -33,7 +33,7 @@ import numpy as np
 
 __all__ = ["two_loop_direction", "update_memory", "lbfgs_direction", "bfgs_inverse_update",
            "strong_wolfe", "backtracking", "newton_direction", "lbfgs", "LBFGSRun",
-           "newton_step", "LEVENBERG_FACTOR"]
+           "newton_step", "LEVENBERG_FACTOR", "MAX_DAMPING", "MAX_DAMPING_DOUBLINGS"]
 
 _EPS = float(np.finfo(float).eps)
 
@@ -311,6 +311,9 @@ def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30):
 #: The factor of Levenberg-Marquardt damping (Marquardt's choice): the damping is divided by
 #: it after a successful step and multiplied by it after a rejected one.
 LEVENBERG_FACTOR = 10.0
+#: Levenberg-Marquardt damping never grows past this: a run that keeps rejecting steps stays
+#: at a huge finite damping (a step of about ``-g / MAX_DAMPING``) instead of overflowing.
+MAX_DAMPING = 1e150
 
 
 def _solve(A, b):
@@ -331,6 +334,19 @@ def _is_positive_definite(A):
         return False
 
 
+def _all_finite(a):
+    if _is_tensor(a):
+        import torch
+        return bool(torch.isfinite(a).all())
+    return bool(np.all(np.isfinite(a)))
+
+
+#: At most this many doublings of :math:`\tau` in :func:`newton_direction` (from
+#: :math:`\beta = 10^{-3}`, 200 doublings pass :math:`10^{57}`, far beyond any Hessian whose
+#: entries fit a float64 with room to spare).
+MAX_DAMPING_DOUBLINGS = 200
+
+
 def newton_direction(grad, H, damping=0.0, *, positive_definite=False, beta=1e-3):
     r"""Damped Newton direction :math:`d = -(H + \lambda I)^{-1} \nabla f`.
 
@@ -340,14 +356,44 @@ def newton_direction(grad, H, damping=0.0, *, positive_definite=False, beta=1e-3
     positive definite, :math:`\tau I` is added with :math:`\tau` doubled from
     :math:`\max(\beta, \beta - \min_i a_{ii})` until a Cholesky factorisation succeeds
     (N&W Alg. 3.3). Returns ``(d, lambda_used)``.
+
+    ``grad``, ``H`` and ``damping`` must be finite (``ValueError`` naming the one that is
+    not). The doubling stops after :data:`MAX_DAMPING_DOUBLINGS` tries or when
+    :math:`\tau` overflows, with a ``ValueError`` naming ``H``: such a matrix has entries
+    too large for a float to damp.
     """
+    for name, a, ndim in (("grad", grad, 1), ("H", H, 2)):
+        kind = getattr(getattr(a, "dtype", None), "is_floating_point", None)
+        real = kind if kind is not None else getattr(getattr(a, "dtype", None), "kind", "") in "f"
+        if not (hasattr(a, "shape") and hasattr(a, "dtype")) or not real or a.ndim != ndim:
+            raise TypeError(f"{name} must be a {ndim}-D floating-point array or tensor, got "
+                            f"{a!r}")
+    if H.shape != (grad.shape[0], grad.shape[0]):
+        raise ValueError(f"H must have shape ({grad.shape[0]}, {grad.shape[0]}) to match grad, "
+                         f"got {tuple(H.shape)}")
+    if not _all_finite(grad):
+        raise ValueError("grad must be finite (it holds NaN or infinity)")
+    if not _all_finite(H):
+        raise ValueError("H must be finite (the Hessian holds NaN or infinity)")
+    if not math.isfinite(float(damping)):
+        raise ValueError(f"damping must be finite, got {damping}")
     eye = _eye_like(H)
     A = H + damping * eye
     if positive_definite and not _is_positive_definite(A):
         min_diag = float(min(A[i, i] for i in range(A.shape[0])))
         tau = beta - min_diag if min_diag <= 0 else beta
-        while not _is_positive_definite(A + tau * eye):
+        for _ in range(MAX_DAMPING_DOUBLINGS):
+            if not math.isfinite(tau) or not _all_finite(A + tau * eye):
+                break
+            if _is_positive_definite(A + tau * eye):
+                break
             tau = max(2 * tau, beta)
+        else:
+            tau = math.inf
+        if not math.isfinite(tau) or not _all_finite(A + tau * eye):
+            raise ValueError("H could not be made positive definite by adding a finite "
+                             "multiple of the identity (its entries are too large for a "
+                             "float): rescale the objective")
         A = A + tau * eye
         damping = damping + tau
     d = -_solve(A, grad)
@@ -467,6 +513,6 @@ def newton_step(value, x, f, g, H, state, *, lr=1.0, damping=0.0, line_search_fn
         if math.isfinite(f_trial) and f_trial < f:
             state["damping"] = lam / LEVENBERG_FACTOR
         else:  # reject the step, damp more
-            state["damping"] = lam * LEVENBERG_FACTOR
+            state["damping"] = min(lam * LEVENBERG_FACTOR, MAX_DAMPING)
             t = 0.0
     return (x + t * d if t != 0 else x), t

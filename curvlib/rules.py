@@ -49,6 +49,21 @@ def _sqrt(x):
     return x ** 0.5
 
 
+def _variance(square_avg, mean):
+    """``square_avg - mean**2``, and ``inf`` where ``square_avg`` is ``inf``.
+
+    When :math:`g^2` overflows, ``mean**2`` overflows too and ``inf - inf`` would be NaN;
+    torch's fused ``addcmul`` (the fast path's and torch.optim's) gives ``inf`` there, so
+    the step is 0 instead of NaN. Elsewhere this is the plain difference.
+    """
+    var = square_avg - mean * mean
+    overflowed = square_avg == math.inf
+    if hasattr(var, "masked_fill"):
+        return var.masked_fill(overflowed, math.inf)
+    import numpy as np
+    return np.where(overflowed, math.inf, var)
+
+
 # --------------------------------------------------------------------------------------
 # Gradient descent, heavy-ball momentum, Nesterov (torch.optim.SGD's form)
 # --------------------------------------------------------------------------------------
@@ -169,7 +184,7 @@ def rmsprop(param, grad, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0
         ga = state["grad_avg"]
         ga *= alpha
         ga += (1 - alpha) * g
-        avg = _sqrt(v - ga * ga) + eps
+        avg = _sqrt(_variance(v, ga)) + eps
     else:
         avg = _sqrt(v) + eps
     if momentum > 0:

@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import rules
-from ._checks import (check_choice, check_int, check_nonnegative, check_positive,
-                      check_unit_interval)
+from ._checks import (check_choice, check_flag, check_int, check_nonnegative, check_positive,
+                      check_state_dict, check_unit_interval)
 
 __all__ = ["KFAC", "Shampoo", "kfac_bytes", "shampoo_bytes", "kfac_layers"]
 
@@ -43,6 +43,35 @@ def _closure_loss(closure):
 # --------------------------------------------------------------------------------------
 # K-FAC
 # --------------------------------------------------------------------------------------
+class _Hook:
+    """A forward hook that calls its K-FAC through a weak reference.
+
+    A deep copy of a model does not copy the optimizer, and the hook ignores modules that
+    are not its optimizer's (such as a copy's layers). A copied or unpickled hook is inert
+    (it holds no optimizer): a copied or unpickled :class:`KFAC` removes inert hooks from its
+    model and registers its own.
+    """
+
+    def __init__(self, owner=None, kind="capture"):
+        self._owner = None if owner is None else weakref.ref(owner)
+        self.kind = kind
+
+    def __call__(self, module, inputs, output):
+        opt = None if self._owner is None else self._owner()
+        if opt is None:
+            return
+        if self.kind == "capture":
+            opt._capture(module, inputs, output)
+        else:
+            opt._sampled_grads(output)
+
+    def __reduce__(self):  # pickle and copy: an inert hook
+        return (_Hook, (None, self.kind))
+
+    def __deepcopy__(self, memo):
+        return _Hook(None, self.kind)
+
+
 def kfac_layers(model):
     """The modules :class:`KFAC` preconditions: ``nn.Linear``, and ``nn.Conv2d`` without
     groups, with zero padding given as numbers (others take plain SGD steps)."""
@@ -132,39 +161,75 @@ class KFAC(torch.optim.Optimizer):
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("model has no parameters that require a gradient")
-        defaults = dict(
-            lr=check_positive("lr", lr), damping=check_positive("damping", damping),
-            factor_decay=check_unit_interval("factor_decay", factor_decay),
-            momentum=check_unit_interval("momentum", momentum),
-            weight_decay=check_nonnegative("weight_decay", weight_decay),
-            factor_interval=check_int("factor_interval", factor_interval, minimum=1),
-            inverse_interval=check_int("inverse_interval", inverse_interval, minimum=1),
-            kl_clip=None if kl_clip is None else check_positive("kl_clip", kl_clip))
-        defaults["fisher"] = check_choice("fisher", fisher, ("true", "empirical"))
+        defaults = self.check_hyper(dict(
+            lr=lr, damping=damping, factor_decay=factor_decay, momentum=momentum,
+            weight_decay=weight_decay, factor_interval=factor_interval,
+            inverse_interval=inverse_interval, kl_clip=kl_clip, fisher=fisher))
         seed = check_int("seed", seed, minimum=0)
         super().__init__(params, defaults)
+        generator = torch.Generator().manual_seed(seed) if fisher == "true" else None
+        self._attach(model, generator)
+
+    def _attach(self, model, generator):
+        """Hook this optimizer into ``model``'s forward passes (after construction, a copy or
+        unpickling; torch.optim's ``__getstate__`` keeps only defaults, state and groups)."""
+        for module in model.modules():  # the inert hooks of a copied or unpickled model
+            for key, hook in list(module._forward_hooks.items()):
+                if isinstance(hook, _Hook) and hook._owner is None:
+                    del module._forward_hooks[key]
+        self._model = model
         self._layers = [m for m in kfac_layers(model) if m.weight.requires_grad]
         self._captured = {}
-        # The hook is a plain function holding a weak reference: a deep copy of the model
-        # then shares it instead of copying the optimizer, and it ignores modules that are
-        # not this optimizer's (such as the copy's layers).
-        owner = weakref.ref(self)
+        self._handles = [m.register_forward_hook(_Hook(self, "capture")) for m in self._layers]
+        if self.defaults["fisher"] == "true":  # after the layers' hooks: a model that is one
+            self._generator = generator          # layer captures first
+            self._handles.append(model.register_forward_hook(_Hook(self, "sample")))
 
-        def capture(module, inputs, output):
-            opt = owner()
-            if opt is not None:
-                opt._capture(module, inputs, output)
+    @staticmethod
+    def check_hyper(h):
+        """A checked copy of the hyperparameters ``h`` (raises naming a bad one)."""
+        h = dict(h)
+        h["lr"] = check_positive("lr", h["lr"])
+        h["damping"] = check_positive("damping", h["damping"])
+        h["factor_decay"] = check_unit_interval("factor_decay", h["factor_decay"])
+        h["momentum"] = check_unit_interval("momentum", h["momentum"])
+        h["weight_decay"] = check_nonnegative("weight_decay", h["weight_decay"])
+        h["factor_interval"] = check_int("factor_interval", h["factor_interval"], minimum=1)
+        h["inverse_interval"] = check_int("inverse_interval", h["inverse_interval"], minimum=1)
+        if h["kl_clip"] is not None:
+            h["kl_clip"] = check_positive("kl_clip", h["kl_clip"])
+        if not isinstance(h["fisher"], str):
+            raise ValueError(f"fisher must be 'true' or 'empirical', got {h['fisher']!r}")
+        h["fisher"] = check_choice("fisher", h["fisher"], ("true", "empirical"))
+        return h
 
-        self._handles = [m.register_forward_hook(capture) for m in self._layers]
-        if fisher == "true":  # after the layers' hooks: a model that is one layer captures first
-            self._generator = torch.Generator().manual_seed(seed)
+    def add_param_group(self, param_group):
+        if self.param_groups:  # torch's constructor adds the first group through here
+            raise ValueError("KFAC doesn't support added parameter groups: it preconditions "
+                             "the layers of the model it was built with, all with one set of "
+                             "hyperparameters; build a new KFAC for a model with new "
+                             "parameters")
+        super().add_param_group(param_group)
 
-            def sample(module, inputs, output):
-                opt = owner()
-                if opt is not None:
-                    opt._sampled_grads(output)
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["model"] = self._model
+        if self.defaults["fisher"] == "true":
+            state["sampler_state"] = self._generator.get_state()
+        return state
 
-            self._handles.append(model.register_forward_hook(sample))
+    def __setstate__(self, state):
+        state = dict(state)
+        model, sampler = state.pop("model", None), state.pop("sampler_state", None)
+        super().__setstate__(state)
+        if model is None:  # load_state_dict comes through here: the hooks stay as they are
+            return
+        generator = None
+        if self.defaults["fisher"] == "true":
+            generator = torch.Generator()
+            if sampler is not None:
+                generator.set_state(sampler)
+        self._attach(model, generator)
 
     # keep the layer's input and, when backward reaches it, its output gradient
     def _capture(self, module, inputs, output):
@@ -229,6 +294,7 @@ class KFAC(torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict):
+        check_state_dict(self, state_dict)
         state_dict = dict(state_dict)
         sampler = state_dict.pop("sampler_state", None)
         super().load_state_dict(state_dict)
@@ -374,7 +440,8 @@ def kfac_bytes(layers, *, bias=True, dtype=torch.float32, momentum=True):
     and momentum buffers cover all its parameters). Counts the state once every layer has
     taken a step.
     """
-    momentum = bool(momentum)
+    momentum = check_flag("momentum", momentum)
+    bias = check_flag("bias", bias)
     pairs = _layer_pairs(layers, "layers")
     if pairs is None:
         total = 0
@@ -450,24 +517,55 @@ class Shampoo(torch.optim.Optimizer):
     def __init__(self, params, lr=0.01, momentum=0.0, beta2=1.0, epsilon=1e-12,
                  update_interval=1, grafting="adagrad", graft_eps=1e-10, weight_decay=0.0,
                  max_preconditioner_dim=1024, beta1=0.0, graft_beta2=None):
-        defaults = dict(
-            lr=check_positive("lr", lr), momentum=check_unit_interval("momentum", momentum),
-            beta2=check_unit_interval("beta2", beta2, closed_right=True),
-            epsilon=check_positive("epsilon", epsilon),
-            update_interval=check_int("update_interval", update_interval, minimum=1),
-            grafting=_check_grafting(grafting),
-            graft_eps=check_positive("graft_eps", graft_eps),
-            weight_decay=check_nonnegative("weight_decay", weight_decay),
-            max_preconditioner_dim=check_int("max_preconditioner_dim", max_preconditioner_dim,
-                                             minimum=1))
-        if beta2 == 0:
-            raise ValueError("beta2 must be positive, got 0.0")
-        defaults["beta1"] = check_unit_interval("beta1", beta1)
-        defaults["graft_beta2"] = None if graft_beta2 is None else check_unit_interval(
-            "graft_beta2", graft_beta2, closed_right=True)
-        if graft_beta2 == 0:
-            raise ValueError("graft_beta2 must be positive, got 0.0")
+        defaults = self.check_hyper(dict(
+            lr=lr, momentum=momentum, beta2=beta2, epsilon=epsilon,
+            update_interval=update_interval, grafting=grafting, graft_eps=graft_eps,
+            weight_decay=weight_decay, max_preconditioner_dim=max_preconditioner_dim,
+            beta1=beta1, graft_beta2=graft_beta2))
         super().__init__(params, defaults)
+
+    @staticmethod
+    def check_hyper(h):
+        """A checked copy of the hyperparameters ``h`` (the constructor's and a group's)."""
+        h = dict(h)
+        h["lr"] = check_positive("lr", h["lr"])
+        h["momentum"] = check_unit_interval("momentum", h["momentum"])
+        h["beta2"] = check_unit_interval("beta2", h["beta2"], closed_right=True)
+        h["epsilon"] = check_positive("epsilon", h["epsilon"])
+        h["update_interval"] = check_int("update_interval", h["update_interval"], minimum=1)
+        h["grafting"] = _check_grafting(h["grafting"])
+        h["graft_eps"] = check_positive("graft_eps", h["graft_eps"])
+        h["weight_decay"] = check_nonnegative("weight_decay", h["weight_decay"])
+        h["max_preconditioner_dim"] = check_int("max_preconditioner_dim",
+                                                h["max_preconditioner_dim"], minimum=1)
+        if h["beta2"] == 0:
+            raise ValueError("beta2 must be positive, got 0.0")
+        h["beta1"] = check_unit_interval("beta1", h["beta1"])
+        if h["graft_beta2"] is not None:
+            h["graft_beta2"] = check_unit_interval("graft_beta2", h["graft_beta2"],
+                                                   closed_right=True)
+            if h["graft_beta2"] == 0:
+                raise ValueError("graft_beta2 must be positive, got 0.0")
+        return h
+
+    def add_param_group(self, param_group):
+        """torch's ``add_param_group``, with the group's own hyperparameters checked as the
+        constructor checks them (an unknown key is a ``ValueError``)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if self.param_groups:  # after construction; torch's constructor comes through here
+            unknown = sorted(set(param_group) - set(self.defaults) - {"params"})
+            if unknown:
+                raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} in "
+                                 "param_group for Shampoo")
+            ours = {k: v for k, v in param_group.items() if k != "params"}
+            checked = self.check_hyper({**self.defaults, **ours})
+            param_group = {**param_group, **{k: checked[k] for k in ours}}
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict):
+        check_state_dict(self, state_dict)
+        super().load_state_dict(state_dict)
 
     @staticmethod
     def _init_state(p, group):
@@ -554,7 +652,8 @@ class Shampoo(torch.optim.Optimizer):
 
 
 def _check_grafting(grafting):
-    if grafting not in ("adagrad", "adam", "sgd", None):
+    if not (grafting is None or isinstance(grafting, str)) or grafting not in (
+            "adagrad", "adam", "sgd", None):
         raise ValueError(f"grafting must be 'adagrad', 'adam', 'sgd' or None, got {grafting!r}")
     return grafting
 
@@ -582,8 +681,8 @@ def shampoo_bytes(layers, *, bias=True, dtype=torch.float32, grafting="adagrad",
     """
     _check_grafting(grafting)
     max_dim = check_int("max_preconditioner_dim", max_preconditioner_dim, minimum=1)
-    momentum = bool(momentum)
-    extra = (grafting in ("adagrad", "adam")) + momentum + bool(beta1)
+    momentum, bias = check_flag("momentum", momentum), check_flag("bias", bias)
+    extra = (grafting in ("adagrad", "adam")) + momentum + check_flag("beta1", beta1)
     if isinstance(layers, nn.Module):
         layers = list(layers.parameters())
     if isinstance(layers, (list, tuple)) and layers and all(

@@ -24,7 +24,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from ._checks import check_choice, check_int, check_nonnegative, check_positive
+from ._checks import (MAX_BYTES, check_choice, check_int, check_nonnegative, check_positive,
+                      check_size)
 from .curvature import _check_fw, _generator, hvp_operator
 
 __all__ = ["lanczos", "power_iteration", "top_eigenvalues", "hutchinson_trace",
@@ -231,7 +232,9 @@ def top_eigenvalues(f, w, k=1, method="lanczos", *, which=None, steps=None, tol=
     change of the estimate between two products.
 
     ``steps`` caps the number of products (default: the dimension for Lanczos, capped at
-    500; 1000 per eigenvalue for power iteration). A run that stops unconverged warns.
+    500; 1000 per eigenvalue for power iteration); given, it must be at least ``k`` for
+    Lanczos (at least 1 for power iteration), so ``steps=0`` is refused rather than quietly
+    raised. A run that stops unconverged warns.
     The start vector is Gaussian, drawn from a generator seeded with ``seed``.
 
     Returns the values (k,) in ``w``'s dtype, ordered as ``which`` asks, and with
@@ -247,11 +250,11 @@ def top_eigenvalues(f, w, k=1, method="lanczos", *, which=None, steps=None, tol=
         if which not in (None, "magnitude"):
             raise ValueError("which must be 'magnitude' for method='power' (power iteration "
                              f"finds the eigenvalues of largest magnitude), got {which!r}")
-        steps = 1000 if steps is None else steps
+        steps = 1000 if steps is None else check_int("steps", steps, minimum=1)
         tol = 1e-6 if tol is None else tol
     else:
         which = "largest" if which is None else which
-        steps = min(n, 500) if steps is None else steps
+        steps = min(n, 500) if steps is None else check_int("steps", steps, minimum=k)
         tol = 1e-8 if tol is None else tol
     v0 = torch.randn(n, generator=_generator(seed, w.device), dtype=w.dtype, device=w.device)
     matvec = hvp_operator(f, w)
@@ -308,7 +311,8 @@ def hutchinson_trace(f, w, samples, *, seed=0, distribution="rademacher"):
     return statistics.fmean(values), statistics.stdev(values) / math.sqrt(samples)
 
 
-def spectral_density(f, w, *, steps=80, runs=10, grid=1000, sigma=None, seed=0):
+def spectral_density(f, w, *, steps=80, runs=10, grid=1000, sigma=None, seed=0,
+                     max_bytes=MAX_BYTES):
     r"""Hessian eigenvalue density by stochastic Lanczos quadrature (SLQ).
 
     Lin, Saad & Yang (2016), "Approximating spectral densities of large matrices", *SIAM
@@ -332,6 +336,10 @@ def spectral_density(f, w, *, steps=80, runs=10, grid=1000, sigma=None, seed=0):
         grid: number of points, or a 1-D tensor of points where to evaluate the density.
             The default grid spans the nodes with ``5 sigma`` to spare.
         sigma: kernel width; default 1% of the spread of the nodes.
+        max_bytes: refuse (``ValueError``, before any product) when the Lanczos basis
+            (``steps`` vectors of ``w``'s size) or the kernel matrix (``grid`` x ``runs``
+            x ``steps`` float64 numbers, three such arrays at once) would exceed this many
+            bytes (``curvlib._checks.MAX_BYTES``, 2 GiB; ``math.inf`` lifts the limit).
 
     Returns:
         ``SpectralDensity(grid, density, nodes, weights)``; ``nodes`` and ``weights`` have
@@ -341,6 +349,18 @@ def spectral_density(f, w, *, steps=80, runs=10, grid=1000, sigma=None, seed=0):
     n = w.numel()
     steps = min(check_int("steps", steps, minimum=1), n)
     runs = check_int("runs", runs, minimum=1)
+    if isinstance(grid, torch.Tensor):
+        if grid.ndim != 1 or grid.numel() < 2:
+            raise ValueError("grid must be a 1-D tensor of at least 2 points")
+        if not (grid.is_floating_point() and bool(torch.isfinite(grid).all())):
+            raise ValueError("grid must hold finite real numbers")
+        points = grid.numel()
+    else:
+        points = check_int("grid", grid, minimum=2)
+    check_size(f"spectral_density's Lanczos basis ({steps} vectors of {n})",
+               (steps + 1) * n * w.element_size(), max_bytes)
+    check_size(f"spectral_density's kernel (grid={points} x runs={runs} x steps={steps})",
+               3 * points * runs * steps * 8, max_bytes)
     gen = _generator(seed, w.device)
     matvec = hvp_operator(f, w)
     nodes, weights = [], []
@@ -355,11 +375,8 @@ def spectral_density(f, w, *, steps=80, runs=10, grid=1000, sigma=None, seed=0):
         sigma = 0.01 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 1e-3
     sigma = check_positive("sigma", sigma)
     if isinstance(grid, torch.Tensor):
-        if grid.ndim != 1 or grid.numel() < 2:
-            raise ValueError("grid must be a 1-D tensor of at least 2 points")
         t = grid.to(torch.float64)
     else:
-        points = check_int("grid", grid, minimum=2)
         t = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, points, dtype=torch.float64)
     kernel = torch.exp(-0.5 * ((t[:, None, None] - nodes[None]) / sigma) ** 2)
     kernel = kernel / (sigma * math.sqrt(2 * math.pi))
@@ -406,9 +423,36 @@ def condition_number(eigenvalues, *, cutoff=None):
 
     ``eigenvalues``: any 1-D tensor, array or sequence of real numbers, e.g.
     ``torch.linalg.eigvalsh(hessian(f, w))`` or the ends of the spectrum from
-    :func:`top_eigenvalues`.
+    :func:`top_eigenvalues`. A matrix is **refused** (``ValueError``), not flattened: its
+    entries are not its eigenvalues (``[[2, 1], [1, 2]]`` has eigenvalues 1 and 3, so
+    :math:`\kappa = 3`, while the ratio of its entries is 2). Pass
+    ``torch.linalg.eigvalsh(M)`` for a symmetric matrix ``M``.
     """
-    lam = torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
+    if isinstance(eigenvalues, (str, bytes, dict, set, frozenset)):
+        raise TypeError(f"eigenvalues must be a 1-D sequence of real numbers, got "
+                        f"{type(eigenvalues).__name__}")
+    if isinstance(eigenvalues, torch.Tensor):
+        if eigenvalues.is_complex() or eigenvalues.dtype is torch.bool:
+            raise TypeError(f"eigenvalues must be real numbers, got dtype {eigenvalues.dtype}")
+        lam = eigenvalues.detach().to(dtype=torch.float64, device="cpu")
+    else:
+        arr = np.asarray(eigenvalues, dtype=object if not hasattr(eigenvalues, "dtype") else None)
+        try:
+            if arr.dtype == object and any(isinstance(v, (bool, np.bool_, str, bytes, complex))
+                                           for v in arr.reshape(-1)):
+                raise TypeError
+            arr = np.asarray(eigenvalues)
+            if arr.dtype.kind not in "iuf":
+                raise TypeError
+            lam = torch.as_tensor(arr.astype(np.float64))
+        except (TypeError, ValueError):
+            raise TypeError("eigenvalues must be a 1-D sequence of real numbers, got "
+                            f"{eigenvalues!r}") from None
+    if lam.ndim > 1:
+        raise ValueError(f"eigenvalues must be 1-D (the eigenvalues, not a matrix), got shape "
+                         f"{tuple(lam.shape)}: for a symmetric matrix M pass "
+                         "torch.linalg.eigvalsh(M)")
+    lam = lam.reshape(-1)
     if lam.numel() == 0:
         raise ValueError("eigenvalues must not be empty")
     if not torch.isfinite(lam).all():

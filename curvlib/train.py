@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_int, check_nonnegative, check_positive
+from ._checks import check_flag, check_int, check_nonnegative, check_positive
 from .runs import DIVERGE_FACTOR, divergence_limit, is_diverged
 
 __all__ = ["train", "evaluate", "accuracy", "loss_and_accuracy", "loss_function", "minibatches",
@@ -228,8 +228,8 @@ def train(model, optimizer, data, loss_fn="cross_entropy", steps=100, batch_size
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     if backward_in_closure is None:
         backward_in_closure = bool(getattr(optimizer, "closure_backward", True))
-    elif not isinstance(backward_in_closure, bool):
-        raise TypeError(f"backward_in_closure must be None, True or False, got {backward_in_closure!r}")
+    else:
+        backward_in_closure = check_flag("backward_in_closure", backward_in_closure)
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
     rec = {k: [] for k in ("step", "loss", "grad_norm", "lr", "time")}
@@ -327,6 +327,7 @@ class StackedModels:
     def __init__(self, models, groups=1, *, batch_statistics=False):
         models = list(models)
         groups = check_int("groups", groups, minimum=1)
+        batch_statistics = check_flag("batch_statistics", batch_statistics)
         if not models or len(models) % groups:
             raise ValueError(f"models must split into {groups} equal non-empty groups, "
                              f"got {len(models)} models")
@@ -358,10 +359,12 @@ class StackedModels:
 
     def outputs(self, X, per_copy=False):
         """Every copy's output on ``X`` (shared), or on ``X[i]`` for copy ``i`` (``per_copy``)."""
+        per_copy = check_flag("per_copy", per_copy)
         return torch.vmap(self._call, in_dims=(0, 0 if per_copy else None))(self.params(), X)
 
     def losses(self, X, y, loss_fn, per_copy=False):
         """Every copy's loss, shape ``(copies,)``; ``per_copy`` as in :meth:`outputs`."""
+        per_copy = check_flag("per_copy", per_copy)
         member = lambda p, x, t: loss_fn(self._call(p, x), t)  # noqa: E731
         dims = (0, 0, 0) if per_copy else (0, None, None)
         return torch.vmap(member, in_dims=dims)(self.params(), X, y)

@@ -34,15 +34,17 @@ import itertools
 import json
 import math
 import numbers
+import re
 import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_int, check_positive
+from ._checks import check_int, check_positive, check_size
 
-__all__ = ["Explorer", "Frame", "Diverged", "format_value", "time_update"]
+__all__ = ["Explorer", "Frame", "Diverged", "format_value", "says_diverged", "time_update",
+           "FRAME_MAX_BYTES", "MIN_DPI"]
 
 #: Mimetype of an ipywidgets view, as Jupyter front ends and myst-nb know it.
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
@@ -81,6 +83,42 @@ def _is_number(v):
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def _same(a, b):
+    """``a == b``, but ``True`` is not ``1`` (a control ``[1, True]`` keeps both apart)."""
+    if a is b:
+        return True
+    if isinstance(a, (bool, np.bool_)) != isinstance(b, (bool, np.bool_)):
+        return False
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _index(values, value):
+    """Where ``value`` is in ``values`` (by :func:`_same`), or ``None``."""
+    return next((i for i, v in enumerate(values) if _same(v, value)), None)
+
+
+_DIVERGED = re.compile(r"(?<!never )(?<!not )(?<!n't )\bdiverged at step\b")
+
+
+def says_diverged(summary):
+    """Whether a render's summary reports a divergence: it starts with "diverged" or says
+    "diverged at step" (not after "never", "not" or "n't": "never diverged" is a success)."""
+    text = summary.strip().lower()
+    return text.startswith("diverged") or bool(_DIVERGED.search(text))
+
+
+#: The default limit on the size of one Explorer frame as an RGBA image (64 MiB, about 16
+#: million pixels; the default frame has 184,320): ``figsize`` times ``dpi`` beyond it is
+#: refused unless ``max_bytes`` is raised.
+FRAME_MAX_BYTES = 2 ** 26
+#: The smallest resolution an Explorer draws at: a 4-point font is then a pixel high
+#: (matplotlib's font renderer fails on a font smaller than a pixel, e.g. at ``dpi=1``)
+MIN_DPI = 20
+
+
 class Explorer:
     r"""A figure driven by a few discrete controls, live in a notebook, frame-swapped on the web.
 
@@ -111,10 +149,17 @@ class Explorer:
     alt : str, optional
         Alternative text of the figure for screen readers. Each frame's text adds the
         control values and the frame's summary to it (:meth:`frame_alt`).
+    max_bytes : float
+        Refuse (``ValueError``) a frame whose RGBA image (``figsize`` times ``dpi`` pixels,
+        4 bytes each) exceeds this (:data:`FRAME_MAX_BYTES`, 64 MiB; ``math.inf`` lifts it).
+
+    Control values are taken as given, in order: a set (whose order changes with the hash
+    seed) is refused, and ``True`` is a different value from ``1``. A summary counts as a
+    divergence when :func:`says_diverged` finds one ("never diverged" does not).
     """
 
     def __init__(self, render, controls, *, labels=None, initial=None, figsize=(6.4, 3.6),
-                 dpi=80, layout=None, max_frames=48, alt=None):
+                 dpi=80, layout=None, max_frames=48, alt=None, max_bytes=FRAME_MAX_BYTES):
         if not callable(render):
             raise TypeError(f"render must be callable, got {render!r}")
         if not isinstance(controls, dict) or not controls:
@@ -126,7 +171,15 @@ class Explorer:
                 raise ValueError(f"controls keys must be identifiers, got {name!r}")
             if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
                 raise TypeError(f"controls[{name!r}] must be a list of values, got {values!r}")
-            values = tuple(values)
+            if isinstance(values, (set, frozenset, dict)):
+                raise TypeError(f"controls[{name!r}] must be an ordered list of values, not a "
+                                f"{type(values).__name__} (its order would change between "
+                                "runs)")
+            try:
+                values = tuple(values)
+            except TypeError:  # a 0-d array or tensor
+                raise TypeError(f"controls[{name!r}] must be a list of values, got "
+                                f"{values!r}") from None
             if not values:
                 raise ValueError(f"controls[{name!r}] must not be empty")
             if len({format_value(v) for v in values}) != len(values):
@@ -150,6 +203,12 @@ class Explorer:
         self._figsize = (check_positive("figsize[0]", figsize[0]),
                          check_positive("figsize[1]", figsize[1]))
         self._dpi = check_positive("dpi", dpi)
+        if self._dpi < MIN_DPI:  # below it, small text rounds to no pixel at all
+            raise ValueError(f"dpi must be at least {MIN_DPI} (the text needs pixels), got "
+                             f"{self._dpi}")
+        pixels = math.ceil(self._figsize[0] * self._dpi) * math.ceil(self._figsize[1] * self._dpi)
+        check_size(f"an Explorer frame of {pixels} pixels (figsize x dpi)", 4 * pixels,
+                   max_bytes)
         self._layout = layout
         self._render = render
         self._alt = alt if alt is not None else \
@@ -177,15 +236,16 @@ class Explorer:
             if name not in self._controls:
                 raise ValueError(f"{argname}: unknown control {name!r}; "
                                  f"controls are {list(self._controls)}")
-            if value not in self._controls[name]:
+            i = _index(self._controls[name], value)
+            if i is None:
                 raise ValueError(f"{argname}: {name} must be one of "
                                  f"{list(self._controls[name])}, got {value!r}")
             # store the control's own object (1 and 1.0 compare equal but label differently)
-            out[name] = self._controls[name][self._controls[name].index(value)]
+            out[name] = self._controls[name][i]
         return out
 
     def _key(self, values):
-        return tuple(self._controls[n].index(values[n]) for n in self._controls)
+        return tuple(_index(self._controls[n], values[n]) for n in self._controls)
 
     def draw(self, **values):
         """Render one frame afresh (no cache): what a live update costs. Unset controls keep
@@ -210,7 +270,7 @@ class Explorer:
                     if not isinstance(result, str):
                         raise TypeError(f"render must return None or a str, got {result!r}")
                     text = result
-                    diverged = "diverged" in result.lower()
+                    diverged = says_diverged(result)
         if not any(ax.has_data() for ax in fig.axes):
             # never an empty plot: say what happened where the plot would be
             fig.text(0.5, 0.5, text or "nothing to draw for these values", ha="center",
@@ -244,8 +304,9 @@ class Explorer:
         self._values.update(self._check_values(values))
         if self._widget is not None:
             for name, value in self._values.items():
-                if self.control_widgets[name].value != value:
-                    self.control_widgets[name].value = value
+                i = _index(self._controls[name], value)
+                if self.control_widgets[name].index != i:
+                    self.control_widgets[name].index = i
         return self._show()
 
     def _show(self):
@@ -275,15 +336,16 @@ class Explorer:
             for name, values in self._controls.items():
                 options = [(format_value(v), v) for v in values]
                 if all(_is_number(v) for v in values) and len(values) > 1:
-                    ctrl = w.SelectionSlider(options=options, value=self._values[name],
+                    ctrl = w.SelectionSlider(options=options,
+                                             index=_index(values, self._values[name]),
                                              description=self._labels[name],
                                              continuous_update=True,
                                              style={"description_width": "initial"})
                 else:
-                    ctrl = w.Dropdown(options=options, value=self._values[name],
+                    ctrl = w.Dropdown(options=options, index=_index(values, self._values[name]),
                                       description=self._labels[name],
                                       style={"description_width": "initial"})
-                ctrl.observe(self._on_change, names="value")
+                ctrl.observe(self._on_change, names="index")  # by position: True is not 1
                 self.control_widgets[name] = ctrl
             frame = self.frame()
             self.image_widget = w.Image(value=frame.png, format="png",
@@ -296,7 +358,7 @@ class Explorer:
 
     def _on_change(self, change):
         for name, ctrl in self.control_widgets.items():
-            self._values[name] = ctrl.value
+            self._values[name] = self._controls[name][ctrl.index]
         self._show()
 
     # ---------------------------------------------------------------- static page
@@ -313,7 +375,7 @@ class Explorer:
         inputs = []
         for i, name in enumerate(names):
             values = self._controls[name]
-            pos = values.index(self._values[name])
+            pos = _index(values, self._values[name])
             label = html.escape(self._labels[name])
             if all(_is_number(v) for v in values) and len(values) > 1:
                 inputs.append(
