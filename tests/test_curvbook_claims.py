@@ -265,9 +265,10 @@ def test_prose_verdict_matches_the_computed_one(chapter, label, text, request):
     assert all(v == prose for v in computed.values()), f"{label}: prose '{prose}', computed {computed}"
 
 
-def test_converted_chapter_has_no_handwritten_verdicts():
-    assert not [t for c, _, t in _prose_verdicts() if c == "04_momentum"]
-    nb = json.loads((CHAPTERS / "04_momentum.ipynb").read_text())
+@pytest.mark.parametrize("stem", ["04_momentum", "07_key_insight"])
+def test_converted_chapter_has_no_handwritten_verdicts(stem):
+    assert not [t for c, _, t in _prose_verdicts() if c == stem]
+    nb = json.loads((CHAPTERS / f"{stem}.ipynb").read_text())
     boxes = [c for c in nb["cells"] if c["cell_type"] == "code" and "claims.box(" in "".join(c["source"])]
     ids = {re.search(r'box\("([\w-]+)"', "".join(c["source"])).group(1) for c in boxes}
-    assert ids == {r["id"] for r in claims.load_claims() if r["chapter"] == "04_momentum"}
+    assert ids == {r["id"] for r in claims.load_claims() if r["chapter"] == stem}
