@@ -665,7 +665,8 @@ def study_conditioning(data, *, variants=tuple(VARIANTS), sizes=DEEP_SIZES, seed
 
     **Tuning.** For each variant, SGD with momentum (``momentum``, ``batch_size``) runs from the
     ``tune_seeds`` at every rate in ``lrs``; the rate with the fewest steps until the loss on the
-    curvature examples reaches ``target`` (mean over the tuning seeds, :func:`_score`) wins. If
+    curvature examples reaches ``target`` (mean over the tuning seeds; a run that never gets
+    there counts as twice ``max_steps``) wins. If
     it sits at an end of the grid, the grid grows by one half-decade point on that side
     (at most ``max_extend`` times); ``edge`` records whether the winner is still at an end.
 
@@ -774,7 +775,10 @@ def plot_conditioning(study, axes=None):
         plots.mean_band(steps, held, ax=axes[3], log_y=True, color=f"C{i + 2}",
                         label=f"{v}, lr {study.lr[v]:g}")
     axes[3].axhline(study.target, color="0.3", ls="--", lw=0.8)
-    plots.plain_log_ticks(axes[3], "y")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    axes[3].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))   # 1, 2, 5 per decade
+    axes[3].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[3].yaxis.set_minor_locator(NullLocator())
     axes[3].set(xlabel="step", ylabel="loss (curvature examples)")
     axes[3].set_title(f"to loss {study.target:g} ({len(study.seeds)} seeds)")
     axes[3].legend(fontsize=9)
