@@ -17,11 +17,12 @@ Four measurements, one per claim of the lecture's "key insight":
 * **Momentum** (:func:`momentum_alignment`): the curvature :math:`x^\top Hx/\|x\|^2` seen by the
   momentum buffer against that seen by the gradient.
 * **Weight decay** (:func:`weight_decay_conditioning`): :math:`\kappa(H+\delta I)` from the
-  extreme eigenvalues.
-* **Architecture** (:func:`study_conditioning`): top Hessian eigenvalue, trace and curvature
-  along the gradient of a deep tanh MLP with and without batch normalisation (Ioffe &
-  Szegedy, 2015, ICML) and residual connections (He et al., 2016, CVPR), over seeds, at
-  initialisation and after a little training; :func:`conditioning_explorer` shows the
+  extreme eigenvalues of the exact Hessian.
+* **Architecture** (:func:`study_conditioning`): exact Hessian spectra (top eigenvalue, most
+  negative eigenvalue, trace, curvature along the gradient) of a deep tanh MLP with and
+  without batch normalisation (Ioffe & Szegedy, 2015, ICML) and residual connections (He et
+  al., 2016, CVPR), Glorot-initialised, each variant with its own tuned learning rate, over
+  seeds, at initialisation and at a matched loss; :func:`conditioning_explorer` shows the
   spectral densities (Ghorbani, Krishnan & Xiao, 2019, "An investigation into neural net
   optimization via Hessian eigenvalue density", ICML).
 """
@@ -44,8 +45,9 @@ from curvlib.train import StackedModels, minibatches
 __all__ = ["SMALL_SIZES", "DEEP_SIZES", "VARIANTS", "HessianDiagonal", "hessian_diagonal",
            "hessian_diagonal_hvp", "per_example_gradients", "fisher_diagonal",
            "minibatch_second_moment", "adam_second_moment", "DiagonalStudy", "study_diagonals",
-           "plot_diagonals", "momentum_alignment", "weight_decay_conditioning",
-           "measure_curvature", "smoothed_density", "ConditioningStudy", "study_conditioning", "plot_conditioning",
+           "plot_diagonals", "momentum_alignment", "exact_spectrum", "kappa_shifted",
+           "weight_decay_conditioning", "glorot_init", "deep_mlp", "measure_curvature", "smoothed_density",
+           "POINTS", "welch", "ConditioningStudy", "study_conditioning", "plot_conditioning",
            "conditioning_explorer"]
 
 #: The small network whose Hessian diagonal is computed exactly (64 -> 16 tanh -> 10).
@@ -380,116 +382,185 @@ def momentum_alignment(data, *, sizes=SMALL_SIZES, lr=0.05, momentum=0.9, batch_
     return res
 
 
+def exact_spectrum(model, X, y):
+    r"""All eigenvalues of the Hessian of the mean cross-entropy of ``model`` on (X, y).
+
+    The dense Hessian (:func:`curvlib.curvature.hessian`, forward-over-reverse autograd,
+    exact to rounding) and :func:`torch.linalg.eigvalsh`: affordable for a few thousand
+    parameters. Batch norm follows the model's mode (training mode: the statistics of ``X``).
+    Returns a float64 numpy array, ascending.
+    """
+    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("X and y must be torch tensors")
+    f, w = _flat(model, X, y)
+    # reverse-over-reverse in chunks of 128 rows: the same matrix as curvature.hessian (the
+    # tests hold them equal, batch norm included), about 3 times faster at this size
+    H = torch.func.jacrev(torch.func.grad(f), chunk_size=128)(w.detach())
+    return torch.linalg.eigvalsh(H.double()).numpy()
+
+
+def kappa_shifted(lambda_max, lambda_min, delta):
+    r""":math:`\kappa(H+\delta I) = (\lambda_{\max}+\delta)/(\lambda_{\min}+\delta)`, which for
+    :math:`\lambda_{\min} < 0` is :math:`(\lambda_{\max}+\delta)/(\delta-|\lambda_{\min}|)`;
+    ``inf`` (undefined) while :math:`\lambda_{\min}+\delta \le 0`."""
+    delta = check_nonnegative("delta", delta)
+    return (lambda_max + delta) / (lambda_min + delta) if lambda_min + delta > 0 else math.inf
+
+
 def weight_decay_conditioning(model, X, y, decays=(0.0, 1e-4, 1e-3, 1e-2, 1e-1), *,
                               steps=120, seed=0):
     r"""Condition number of :math:`H + \delta I` for each weight decay :math:`\delta`.
 
     torch's ``weight_decay=δ`` adds :math:`\delta\theta` to the gradient, i.e. the penalty
     :math:`\tfrac\delta2\|\theta\|^2`, i.e. :math:`\delta I` to the Hessian: every eigenvalue
-    moves up by :math:`\delta`. With the extreme eigenvalues :math:`\lambda_{\max}`,
-    :math:`\lambda_{\min}` from Lanczos,
+    moves up by :math:`\delta`. With the extreme eigenvalues of the **exact** Hessian
+    (:func:`exact_spectrum`), :math:`\kappa(\delta)` is :func:`kappa_shifted`; ``naive`` is
+    :math:`(\lambda_{\max}+\delta)/\delta`, the value one gets by forgetting :math:`\lambda_{\min}`.
+    Lanczos (``steps`` products from a Gaussian start drawn from ``seed``) estimates the same
+    two eigenvalues from Hessian-vector products, for comparison (``lanczos_max``,
+    ``lanczos_min``, ``converged``).
 
-    .. math:: \kappa(\delta) = \frac{\lambda_{\max}+\delta}{\lambda_{\min}+\delta}
-              \quad\text{if } \lambda_{\min}+\delta > 0, \text{ else undefined (inf).}
-
-    Returns ``{"lambda_max", "lambda_min", "converged", "decays", "kappa"}``.
+    Returns ``{"lambda_max", "lambda_min", "n_params", "decays", "kappa", "naive",
+    "lanczos_max", "lanczos_min", "converged"}``.
     """
     decays = tuple(check_nonnegative("decays", d) for d in decays)
+    eig = exact_spectrum(model, X, y)
+    lmax, lmin = float(eig[-1]), float(eig[0])
     f, w = _flat(model, X, y)
     matvec = curvature.hvp_operator(f, w)
     v0 = torch.randn(w.numel(), generator=torch.Generator().manual_seed(seed), dtype=w.dtype)
     steps = min(check_int("steps", steps, minimum=2), w.numel())
     top = curvature.lanczos(matvec, v0, steps, k=1, which="largest", tol=1e-6)
     bottom = curvature.lanczos(matvec, v0, steps, k=1, which="smallest", tol=1e-4)
-    lmax, lmin = float(top.values[0]), float(bottom.values[0])
-    kappa = [(lmax + d) / (lmin + d) if lmin + d > 0 else math.inf for d in decays]
-    return {"lambda_max": lmax, "lambda_min": lmin,
-            "converged": bool(top.converged and bottom.converged),
-            "decays": decays, "kappa": kappa}
+    return {"lambda_max": lmax, "lambda_min": lmin, "n_params": int(w.numel()), "decays": decays,
+            "kappa": [kappa_shifted(lmax, lmin, d) for d in decays],
+            "naive": [(lmax + d) / d if d > 0 else math.inf for d in decays],
+            "lanczos_max": float(top.values[0]), "lanczos_min": float(bottom.values[0]),
+            "converged": bool(top.converged and bottom.converged)}
 
 
 # --------------------------------------------------------------------------------------
 # Architecture and conditioning
 # --------------------------------------------------------------------------------------
-def _train_seeds(variant, data, sizes, seeds, steps, lr, momentum, batch_size, keep):
-    """Train one architecture from every seed at once (vmap over stacked parameters).
+def glorot_init(model, seed=0):
+    r"""Glorot & Bengio's (2010) initialisation, in place: every linear layer's weight drawn
+    uniformly from :math:`\pm\sqrt{6/(d_{\text{in}}+d_{\text{out}})}`, biases zero. It keeps
+    the variance of a tanh network's signal roughly constant across layers, where torch's
+    default (:math:`\pm 1/\sqrt{d_{\text{in}}}`) shrinks it by about 3 per layer.
+    Returns ``model``."""
+    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, generator=gen)
+                if m.bias is not None:
+                    m.bias.zero_()
+    return model
 
-    Batch norm runs in training mode with batch statistics and no running averages (its
-    buffers are passed as ``None``), which is what the curvature measurements also use. SGD
-    with momentum is elementwise, so one optimizer on the stacked tensors takes each seed's
-    own steps. Returns ``(losses (seeds, steps), {step: [param dict per seed]})``.
+
+def deep_mlp(variant, seed=0, *, sizes=DEEP_SIZES, init="glorot", dtype="float64"):
+    """The architecture study's network: ``variant`` (a key of :data:`VARIANTS`), float64,
+    initialised by :func:`glorot_init` (``init="glorot"``) or torch's default, from ``seed``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
+    model = mlp(list(sizes), "tanh", seed=seed, dtype=dtype, **VARIANTS[variant])
+    if init == "glorot":
+        glorot_init(model, seed)
+    elif init != "default":
+        raise ValueError(f"init must be 'glorot' or 'default', got {init!r}")
+    return model
+
+
+def _train_to_target(variant, data, sizes, seeds, lrs, *, momentum, batch_size, max_steps,
+                     Xc, yc, target, init):
+    r"""Train one architecture from every seed at every learning rate at once, until each run's
+    loss on (Xc, yc) first falls to ``target``.
+
+    ``lrs[k]`` with ``seeds[i]`` is run ``k * len(seeds) + i``, all in one
+    :class:`curvlib.train.StackedModels` (one param group per rate; SGD with momentum is
+    elementwise, so each run takes exactly its own steps on its own minibatches). Batch norm
+    uses batch statistics throughout, as the curvature measurements do. A run whose loss is
+    not finite or passes the divergence limit of :mod:`curvlib.runs` stops. Returns
+    ``(steps_to_target, at_target, at_init, curves)``: steps (``inf`` if never), the
+    parameters of each run just after its crossing step, and at step 0, and the losses on
+    (Xc, yc) before each step, ``(runs, max_steps + 1)``.
     """
-    stack = StackedModels([mlp(list(sizes), "tanh", seed=s, **VARIANTS[variant]) for s in seeds],
-                          batch_statistics=True)
-    opt = optim.factory("momentum", lr=lr, momentum=momentum)(stack.groups[0])
-    X, y = data.X_train, data.y_train
+    from curvlib.runs import divergence_limit, is_diverged
+
+    models = [deep_mlp(variant, s, sizes=sizes, init=init) for _ in lrs for s in seeds]
+    S, K = len(seeds), len(lrs)
+    stack = StackedModels(models, K, batch_statistics=True)
+    opt = optim.factory("momentum", momentum=momentum)(
+        [{"params": stack.groups[k], "lr": float(lrs[k])} for k in range(K)], float(lrs[0]))
+    X, y = data.X_train.to(Xc.dtype), data.y_train
     orders = [minibatches(len(X), batch_size, s) for s in seeds]
-    losses = np.zeros((len(seeds), steps))
-    snap = lambda: [stack.copy(i) for i in range(len(seeds))]  # noqa: E731
-    kept = {0: snap()} if 0 in keep else {}
-    for t in range(1, steps + 1):
-        idx = torch.stack([next(o) for o in orders])
+    M = K * S
+    curves = np.full((M, max_steps + 1), np.nan)
+    reached = np.full(M, math.inf)
+    at_target, alive = {}, np.ones(M, dtype=bool)
+    at_init = [stack.copy(i) for i in range(M)]
+    limit = None
+    for t in range(max_steps + 1):
+        with torch.no_grad():
+            now = stack.losses(Xc, yc, F.cross_entropy).double().numpy()
+        if limit is None:
+            limit = divergence_limit(now)
+        alive &= ~is_diverged(now, limit)
+        curves[alive, t] = now[alive]
+        for i in np.flatnonzero(alive & (now <= target) & ~np.isfinite(reached)):
+            reached[i] = t
+            at_target[i] = stack.copy(i)
+        alive &= ~np.isfinite(reached)
+        if t == max_steps or not alive.any():
+            break
+        idx = torch.stack([next(o) for o in orders]).repeat(K, 1)
         opt.zero_grad()
         L = stack.losses(X[idx], y[idx], F.cross_entropy, per_copy=True)
-        L.sum().backward()
+        L[torch.from_numpy(alive)].sum().backward()
+        with torch.no_grad():  # finished or diverged runs stand still
+            for k, g in enumerate(stack.groups):
+                done = torch.from_numpy(~alive[k * S:(k + 1) * S])
+                for leaf in g:
+                    leaf.grad[done] = 0.0
+                    for buf in opt.state.get(leaf, {}).values():
+                        if isinstance(buf, torch.Tensor) and buf.shape == leaf.shape:
+                            buf[done] = 0.0
         opt.step()
-        losses[:, t - 1] = L.detach().numpy()
-        if t in keep:
-            kept[t] = snap()
-    return losses, kept
+    return reached, at_target, at_init, curves
 
 
 def _model_with(variant, sizes, params):
-    model = mlp(list(sizes), "tanh", **VARIANTS[variant])
+    model = mlp(list(sizes), "tanh", dtype="float64", **VARIANTS[variant])
     model.load_state_dict(params, strict=False)
     model.train()
     return model
 
 
-def measure_curvature(model, X, y, *, lanczos_steps=20, trace_samples=5, seed=0):
-    r"""Extreme eigenvalues, trace and curvature along the gradient of ``model`` on (X, y).
+def measure_curvature(model, X, y):
+    r"""The exact Hessian spectrum of ``model`` on (X, y) and what the chapter reads off it.
 
-    One Lanczos run (:func:`curvlib.spectrum.lanczos`, all ``lanczos_steps`` Ritz pairs) from a
-    Rademacher vector :math:`z` gives the Ritz values and Gauss-quadrature weights of the
-    spectrum, as in :func:`curvlib.spectrum.spectral_density` with one probe: ``top`` is the largest Ritz value (it converges
-    to :math:`\lambda_{\max}` from below, fastest for an outlier; the tests check it against
-    :func:`curvlib.spectrum.top_eigenvalues`), ``bottom`` the smallest (an upper bound on
-    :math:`\lambda_{\min}`), and ``nodes``/``weights`` the quadrature for the density.
-    ``trace`` and ``trace_se``: Hutchinson's estimate from ``trace_samples`` Rademacher probes,
-    the first being :math:`z` itself. All products share one
-    :func:`curvlib.curvature.hvp_operator`.
-    ``gradient_curvature``: :math:`g^\top Hg/\|g\|^2`, the curvature a gradient step actually
-    meets (Santurkar et al., 2018, track this kind of "effective smoothness" along the
-    gradient). Batch norm uses the statistics of ``X`` (training mode).
+    ``eigenvalues`` (all of them, :func:`exact_spectrum`), ``top`` = :math:`\lambda_{\max}`,
+    ``bottom`` = :math:`\lambda_{\min}`, ``trace`` = their sum, ``gradient_curvature`` =
+    :math:`g^\top Hg/\|g\|^2`, the curvature a gradient step actually meets (Santurkar et al.,
+    2018, track this kind of "effective smoothness" along the gradient), ``loss`` and
+    ``n_params``. Batch norm uses the statistics of ``X`` (training mode).
     """
+    eig = exact_spectrum(model, X, y)
     f, w = _flat(model, X, y)
-    matvec = curvature.hvp_operator(f, w)
-    gen = torch.Generator().manual_seed(check_int("seed", seed))
-    z = torch.randint(0, 2, (w.numel(),), generator=gen).to(w.dtype) * 2 - 1
-    m = min(check_int("lanczos_steps", lanczos_steps, minimum=2), w.numel())
-    # all m Ritz pairs of one Lanczos run from z: nodes and Gauss-quadrature weights
-    eigs = curvature.lanczos(matvec, z, m, k=m, which="largest", tol=0.0)
-    nodes = eigs.values.double()
-    weights = ((z / torch.linalg.vector_norm(z)) @ eigs.vectors).double() ** 2
-    samples = [float(z @ matvec(z))]           # the Lanczos probe is a Hutchinson probe too
-    for _ in range(check_int("trace_samples", trace_samples, minimum=2) - 1):
-        p = torch.randint(0, 2, (w.numel(),), generator=gen).to(w.dtype) * 2 - 1
-        samples.append(float(p @ matvec(p)))
-    trace, se = float(np.mean(samples)), float(np.std(samples, ddof=1) / math.sqrt(len(samples)))
     with torch.enable_grad():
         wg = w.detach().requires_grad_(True)
         value = f(wg)
         (g,) = torch.autograd.grad(value, wg)
-    return {"top": float(nodes.max()), "bottom": float(nodes.min()), "trace": trace,
-            "trace_se": se, "gradient_curvature": _rayleigh(matvec, g),
-            "loss": float(value.detach()), "n_params": w.numel(),
-            "nodes": nodes.numpy(), "weights": weights.numpy()}
+    return {"top": float(eig[-1]), "bottom": float(eig[0]), "trace": float(eig.sum()),
+            "gradient_curvature": _rayleigh(curvature.hvp_operator(f, w), g),
+            "loss": float(value.detach()), "n_params": w.numel(), "eigenvalues": eig}
 
 
 def smoothed_density(nodes, weights, grid, sigma):
-    r"""Gaussian-smoothed spectral density from Lanczos quadratures of several probes:
+    r"""Gaussian-smoothed spectral density of one or several discrete spectra:
     :math:`\hat\phi(t) = \frac1R\sum_r\sum_j \tau_{rj}\, g_\sigma(t-\theta_{rj})`
-    (as :func:`curvlib.spectrum.spectral_density`, on a grid shared by several spectra)."""
+    (as :func:`curvlib.spectrum.spectral_density`; for an exact spectrum of :math:`n`
+    eigenvalues, :math:`\tau = 1/n`)."""
     nodes, weights = np.atleast_2d(nodes), np.atleast_2d(weights)
     t = np.asarray(grid, float)[:, None, None]
     sigma = check_positive("sigma", sigma)
@@ -497,155 +568,252 @@ def smoothed_density(nodes, weights, grid, sigma):
     return (kernel * weights[None]).sum(-1).mean(-1)
 
 
+#: the two points at which the architecture study measures: initialisation and matched loss
+POINTS = ("initialisation", "matched loss")
+
+
 @dataclass
 class ConditioningStudy:
     """Results of :func:`study_conditioning`.
 
-    ``values[variant][step][quantity]`` is an array over the seeds (scalar quantities of
-    :func:`measure_curvature`, plus ``nodes``/``weights`` of shape ``(seeds, lanczos_steps)``);
-    ``losses[variant]`` the minibatch training losses ``(seeds, steps)``.
+    ``values[variant][point][quantity]`` is an array over the reported seeds (``point`` in
+    :data:`POINTS`; the scalar quantities of :func:`measure_curvature`, and ``eigenvalues`` of
+    shape ``(seeds, n)``); ``lr[variant]`` the tuned learning rate, ``tuning[variant]``
+    ``{lr: mean steps to the target over the tuning seeds}``, ``edge[variant]`` whether the
+    chosen rate sits at an end of the grid searched, ``steps_to_target[variant]`` the reported
+    seeds' steps, ``curves[variant]`` their losses on the curvature examples.
     """
     sizes: tuple
     seeds: tuple
-    steps: int
-    lr: float
-    measure_at: tuple
+    tune_seeds: tuple
+    target: float
+    max_steps: int
+    init: str
+    lr: dict
+    tuning: dict
+    edge: dict
+    steps_to_target: dict
     values: dict
-    losses: dict
+    curves: dict
     n_params: dict = field(default_factory=dict)
 
-    def mean(self, variant, step, quantity):
-        return float(np.mean(self.values[variant][step][quantity]))
+    @property
+    def measure_at(self):
+        return POINTS
 
-    def std(self, variant, step, quantity):
-        return float(np.std(self.values[variant][step][quantity], ddof=1))
+    def mean(self, variant, point, quantity):
+        return float(np.mean(self.values[variant][point][quantity]))
 
-    def nonconvexity(self, variant, step):
-        r"""Per seed, :math:`|\lambda_{\min}|/\lambda_{\max}` from the extreme Ritz values: the
-        size of the most negative curvature relative to the largest positive one (the measure
-        Li et al., 2018, map to compare landscapes with and without skip connections)."""
-        v = self.values[variant][step]
+    def std(self, variant, point, quantity):
+        return float(np.std(self.values[variant][point][quantity], ddof=1))
+
+    def nonconvexity(self, variant, point):
+        r"""Per seed, :math:`|\lambda_{\min}|/\lambda_{\max}`: the size of the most negative
+        curvature relative to the largest positive one (the measure Li et al., 2018, map to
+        compare landscapes with and without skip connections)."""
+        v = self.values[variant][point]
         return np.abs(np.minimum(v["bottom"], 0)) / v["top"]
 
-    def outlier_ratio(self, variant, step):
+    def outlier_ratio(self, variant, point):
         r"""Per seed, :math:`\lambda_{\max}` over the mean eigenvalue :math:`\operatorname{tr}H/n`:
         how far the top of the spectrum sticks out of the bulk."""
-        v = self.values[variant][step]
+        v = self.values[variant][point]
         return v["top"] * self.n_params[variant] / v["trace"]
 
-    def density(self, variant, step, grid, sigma):
-        """The spectral density of ``variant`` at ``step``, averaged over the seeds."""
-        v = self.values[variant][step]
-        return smoothed_density(v["nodes"], v["weights"], grid, sigma)
+    def difference(self, variant, point, quantity, base="plain"):
+        r"""``[d, low, high]``: the mean of ``quantity`` for ``variant`` minus that for ``base``
+        over the seeds, with Welch's 95% interval (the architectures are not paired).
+        ``quantity`` is a key of ``values`` or ``"nonconvexity"``."""
+        get = (lambda v: self.nonconvexity(v, point)) if quantity == "nonconvexity" else \
+            (lambda v: self.values[v][point][quantity])
+        return welch(get(variant), get(base))
+
+    def density(self, variant, point, grid, sigma):
+        """The smoothed spectral density of ``variant`` at ``point``, averaged over the seeds."""
+        eig = self.values[variant][point]["eigenvalues"]
+        return smoothed_density(eig, np.full(eig.shape, 1.0 / eig.shape[1]), grid, sigma)
+
+
+def welch(a, b):
+    r"""``[d, low, high]``: the difference of the means of ``a`` and ``b`` (unpaired samples)
+    with Welch's 95% interval (Welch, 1947, *Biometrika* 34:28-35)."""
+    from scipy import stats
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.ndim != 1 or b.ndim != 1 or len(a) < 2 or len(b) < 2:
+        raise ValueError("a and b must be 1-D samples of at least 2 values each")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    d = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return [d, d, d]
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, dof)) * math.sqrt(va + vb)
+    return [d, d - half, d + half]
+
+
+def _score(steps, max_steps):
+    """Mean steps to the target over seeds; a run that never reached it counts as twice the
+    budget (so a rate that fails is worse than any that succeeds)."""
+    return float(np.mean(np.where(np.isfinite(steps), steps, 2 * max_steps)))
 
 
 def study_conditioning(data, *, variants=tuple(VARIANTS), sizes=DEEP_SIZES, seeds=tuple(range(5)),
-                       steps=50, lr=0.05, momentum=0.9, batch_size=128, measure_at=(0, 50),
-                       curvature_examples=128, lanczos_steps=16, trace_samples=4):
-    r"""Curvature of a deep tanh MLP with and without batch norm and residual connections.
+                       tune_seeds=(100, 101, 102), lrs=(0.03, 0.1, 0.3, 1.0), momentum=0.9,
+                       batch_size=128, target=0.2, max_steps=120, curvature_examples=128,
+                       init="glorot", max_extend=3):
+    r"""Curvature of a deep tanh MLP with and without batch norm and residual connections,
+    compared at initialisation and at a matched loss.
 
-    Every variant is trained with the same SGD+momentum settings (``lr``, ``momentum``,
-    ``batch_size``, ``steps``) from every seed, all seeds at once (:func:`torch.vmap`); at
-    each step in ``measure_at`` (0 = initialisation) :func:`measure_curvature` runs for every
-    seed on the first ``curvature_examples`` training examples. Returns a
-    :class:`ConditioningStudy`.
+    **Tuning.** For each variant, SGD with momentum (``momentum``, ``batch_size``) runs from the
+    ``tune_seeds`` at every rate in ``lrs``; the rate with the fewest steps until the loss on the
+    curvature examples reaches ``target`` (mean over the tuning seeds; a run that never gets
+    there counts as twice ``max_steps``) wins. If
+    it sits at an end of the grid, the grid grows by one half-decade point on that side
+    (at most ``max_extend`` times); ``edge`` records whether the winner is still at an end.
+
+    **Measurement.** With its tuned rate each variant trains from ``seeds`` (not the tuning
+    seeds); at initialisation and at the first step where each run's loss on the first
+    ``curvature_examples`` training examples is at most ``target``, :func:`measure_curvature`
+    computes the exact Hessian spectrum on those examples. Every model is float64 and starts
+    from ``init`` (``"glorot"``, :func:`glorot_init`, or torch's ``"default"``).
+    Returns a :class:`ConditioningStudy`.
     """
+    from curvlib.compare import lr_grid
+
     for v in variants:
         if v not in VARIANTS:
             raise ValueError(f"variants must be among {list(VARIANTS)}, got {v!r}")
     seeds = tuple(check_int("seeds", s, minimum=0) for s in seeds)
+    tune_seeds = tuple(check_int("tune_seeds", s, minimum=0) for s in tune_seeds)
     if len(seeds) < 2:
         raise ValueError("seeds must hold at least 2 seeds (a spread needs two)")
-    steps = check_int("steps", steps, minimum=1)
-    measure_at = tuple(sorted(check_int("measure_at", s, minimum=0) for s in measure_at))
-    if not measure_at:
-        raise ValueError("measure_at must not be empty")
-    if measure_at[-1] > steps:
-        raise ValueError(f"measure_at must be <= steps={steps}, got {measure_at[-1]}")
+    if set(seeds) & set(tune_seeds) or not tune_seeds:
+        raise ValueError("tune_seeds must be non-empty and disjoint from seeds")
+    lrs = tuple(sorted(check_positive("lrs", v) for v in lrs))
+    if len(lrs) < 3:
+        raise ValueError(f"lrs must hold at least 3 rates (an interior optimum), got {lrs}")
+    target = check_positive("target", target)
+    max_steps = check_int("max_steps", max_steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if init not in ("glorot", "default"):
+        raise ValueError(f"init must be 'glorot' or 'default', got {init!r}")
     m = check_int("curvature_examples", curvature_examples, minimum=2)
-    Xc, yc = data.X_train[:m], data.y_train[:m]
-    values, losses, n_params = {}, {}, {}
+    Xc, yc = data.X_train[:m].double(), data.y_train[:m]
+    common = dict(momentum=momentum, batch_size=batch_size, max_steps=max_steps, Xc=Xc, yc=yc,
+                  target=target, init=init)
+    out = {k: {} for k in ("lr", "tuning", "edge", "steps_to_target", "values", "curves",
+                           "n_params")}
     for v in variants:
-        loss, kept = _train_seeds(v, data, sizes, seeds, steps, check_positive("lr", lr),
-                                  momentum, check_int("batch_size", batch_size, minimum=1),
-                                  set(measure_at))
-        losses[v], values[v] = loss, {}
-        for s in measure_at:
-            rows = [measure_curvature(_model_with(v, sizes, p), Xc, yc,
-                                      lanczos_steps=lanczos_steps, trace_samples=trace_samples,
-                                      seed=i)
-                    for i, p in enumerate(kept[s])]
-            values[v][s] = {q: np.array([r[q] for r in rows]) for q in rows[0]}
-        n_params[v] = int(rows[0]["n_params"])
-    return ConditioningStudy(sizes=tuple(sizes), seeds=seeds, steps=steps, lr=float(lr),
-                             measure_at=measure_at, values=values, losses=losses,
-                             n_params=n_params)
+        scores, grid = {}, list(lrs)
+        for _ in range(max_extend + 1):
+            todo = [r for r in grid if r not in scores]
+            if todo:
+                reached, *_ = _train_to_target(v, data, sizes, tune_seeds, todo, **common)
+                S = len(tune_seeds)
+                for k, r in enumerate(todo):
+                    scores[r] = _score(reached[k * S:(k + 1) * S], max_steps)
+            grid = sorted(scores)
+            best = min(grid, key=lambda r: (scores[r], r))
+            if best == grid[0]:
+                grid.insert(0, lr_grid(best / 4, best)[-2])      # half a decade lower
+            elif best == grid[-1]:
+                grid.append(lr_grid(best, best * 4)[1])          # half a decade higher
+            else:
+                break
+        grid = sorted(scores)
+        out["lr"][v], out["tuning"][v] = best, {r: scores[r] for r in grid}
+        out["edge"][v] = best in (grid[0], grid[-1])
+        reached, at_target, at_init, curves = _train_to_target(v, data, sizes, seeds, [best],
+                                                               **common)
+        if not np.isfinite(reached).all():
+            raise RuntimeError(f"{v}: {int((~np.isfinite(reached)).sum())} of {len(seeds)} "
+                               f"runs did not reach loss {target} in {max_steps} steps; "
+                               "raise max_steps")
+        out["steps_to_target"][v], out["curves"][v] = reached, curves
+        out["values"][v] = {}
+        for point, params in zip(POINTS, (at_init, [at_target[i] for i in range(len(seeds))])):
+            rows = [measure_curvature(_model_with(v, sizes, p), Xc, yc) for p in params]
+            out["values"][v][point] = {q: np.array([r[q] for r in rows]) for q in rows[0]}
+        out["n_params"][v] = int(rows[0]["n_params"])
+    return ConditioningStudy(sizes=tuple(sizes), seeds=seeds, tune_seeds=tune_seeds,
+                             target=float(target), max_steps=max_steps, init=init, **out)
 
 
 def plot_conditioning(study, axes=None):
     """Four panels: top eigenvalue, trace and :math:`|\\lambda_{\\min}|/\\lambda_{\\max}` per
-    variant at each measured step (one dot per seed, the mean as a bar), and the minibatch
-    training loss of each variant (mean and band over seeds, log scale). Returns the axes."""
+    variant at initialisation and at the matched loss (one dot per seed, the mean as a bar),
+    and the loss on the curvature examples of each variant against the step, with the
+    target (mean and band over seeds, log scale). Returns the axes."""
     import matplotlib.pyplot as plt
     from curvlib import plots
 
     if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained")
+        _, axes = plt.subplots(1, 4, figsize=(15, 3.8), layout="constrained")
     variants = list(study.values)
-    width = 0.8 / len(study.measure_at)
+    width = 0.8 / len(POINTS)
     getters = [(lambda v, s: study.values[v][s]["top"], r"top eigenvalue $\lambda_{\max}$"),
                (lambda v, s: study.values[v][s]["trace"], r"trace $\mathrm{tr}\,H$"),
                (study.nonconvexity, r"$|\lambda_{\min}|\,/\,\lambda_{\max}$")]
     for ax, (get, label) in zip(axes, getters):
-        for j, s in enumerate(study.measure_at):
-            xs = np.arange(len(variants)) + (j - (len(study.measure_at) - 1) / 2) * width
+        for j, s in enumerate(POINTS):
+            xs = np.arange(len(variants)) + (j - (len(POINTS) - 1) / 2) * width
             vals = [get(v, s) for v in variants]
             ax.bar(xs, [np.mean(x) for x in vals], width=width * 0.9, color=f"C{j}", alpha=0.35,
-                   label="initialisation" if s == 0 else f"after {s} steps")
+                   label=s if j == 0 else f"loss {study.target:g}")
             for x, val in zip(xs, vals):
                 ax.plot(np.full(len(val), x), val, "o", ms=3, color=f"C{j}")
-        ax.set_xticks(range(len(variants)), variants, fontsize=8, rotation=15)
-        ax.set_title(label, fontsize=10)
+        ax.set_xticks(range(len(variants)), variants, rotation=20)
+        ax.set_title(label)
         ax.axhline(0, color="0.5", lw=0.6)
-    axes[0].legend(fontsize=8)
-    steps = np.arange(1, study.steps + 1)
+    axes[0].legend()
     for i, v in enumerate(variants):
-        plots.mean_band(steps, study.losses[v], ax=axes[3], log_y=True, color=f"C{i + 2}",
-                        label=v)
-    plots.plain_log_ticks(axes[3], "y")
-    axes[3].set(xlabel="step", ylabel="minibatch loss")
-    axes[3].set_title(f"training loss ({len(study.seeds)} seeds)", fontsize=10)
+        c = study.curves[v]
+        last = int(np.max(study.steps_to_target[v]))
+        steps = np.arange(last + 1)
+        # a run stops at its target: hold its last loss so the band covers every seed
+        held = np.array([np.where(np.isnan(r[:last + 1]), r[int(n)], r[:last + 1])
+                         for r, n in zip(c, study.steps_to_target[v])])
+        plots.mean_band(steps, held, ax=axes[3], log_y=True, color=f"C{i + 2}",
+                        label=f"{v}, lr {study.lr[v]:g}")
+    axes[3].axhline(study.target, color="0.3", ls="--", lw=0.8)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    axes[3].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))   # 1, 2, 5 per decade
+    axes[3].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[3].yaxis.set_minor_locator(NullLocator())
+    axes[3].set(xlabel="step", ylabel="loss (curvature examples)")
+    axes[3].set_title(f"to loss {study.target:g} ({len(study.seeds)} seeds)")
+    axes[3].legend(fontsize=9)
     return axes
 
 
 def conditioning_explorer(study=None):
-    """Explorer: pick an architecture and a training step, see the Hessian's spectral density
-    (averaged over the study's seeds) with the largest and smallest Ritz values marked.
+    """Explorer: pick an architecture and a point (initialisation or matched loss), see the
+    Hessian's exact spectral density (Gaussian-smoothed, averaged over the study's seeds) with
+    each seed's largest eigenvalue marked.
 
-    ``study`` is a :class:`ConditioningStudy`; without one a small, quick study is run here
-    (two seeds, 20 steps). Densities are computed for every frame before the first is drawn.
+    ``study`` is a :class:`ConditioningStudy`; without one a small, quick study is run here.
+    Densities are computed for every frame before the first is drawn.
     """
     from curvlib.widgets import Explorer
 
     if study is None:
         from curvlib.data import digits
-        study = study_conditioning(digits(), seeds=(0, 1), steps=20, measure_at=(0, 20),
-                                   curvature_examples=64, lanczos_steps=10, trace_samples=2)
-    variants, steps = list(study.values), list(study.measure_at)
-    lo = min(float(study.values[v][s]["nodes"].min()) for v in variants for s in steps)
-    hi = max(float(study.values[v][s]["nodes"].max()) for v in variants for s in steps)
+        study = study_conditioning(digits(), sizes=(64, 8, 8, 8, 10), seeds=(0, 1),
+                                   tune_seeds=(100,), curvature_examples=64, max_steps=200)
+    variants, points = list(study.values), list(POINTS)
+    lo = min(float(study.values[v][s]["bottom"].min()) for v in variants for s in points)
+    hi = max(float(study.values[v][s]["top"].max()) for v in variants for s in points)
     pad = 0.05 * (hi - lo)
     grid = np.linspace(lo - pad, hi + pad, 300)
     sigma = 0.01 * (hi - lo)
     curves = {(v, s): np.log10(np.clip(study.density(v, s, grid, sigma), 1e-6, None))
-              for v in variants for s in steps}
+              for v in variants for s in points}
     ymax = max(c.max() for c in curves.values()) + 0.3
 
-    def render(fig, architecture, step):
-        dens = curves[(architecture, step)]
-        vals = study.values[architecture][step]
+    def render(fig, architecture, point):
+        dens = curves[(architecture, point)]
+        vals = study.values[architecture][point]
         ax = fig.subplots()
-        # log10 on linear axes (a log-scale fill draws slowly); the seeds' top Ritz values as
+        # log10 on linear axes (a log-scale fill draws slowly); the seeds' top eigenvalues as
         # one dashed line collection
         ax.plot(grid, dens, color="C0")
         ax.fill_between(grid, -6, dens, color="C0", alpha=0.2)
@@ -653,12 +821,11 @@ def conditioning_explorer(study=None):
         ax.set(xlim=(grid[0], grid[-1]), ylim=(-6, ymax), xlabel="Hessian eigenvalue",
                ylabel="log10 density")
         loss = float(np.mean(vals["loss"]))
-        return (f"{architecture}, step {step}: top eigenvalue {np.mean(vals['top']):.3g} "
+        return (f"{architecture}, {point}: top eigenvalue {np.mean(vals['top']):.3g} "
                 f"(red: each of {len(study.seeds)} seeds), trace {np.mean(vals['trace']):.3g}, "
                 f"loss {loss:.3g}")
 
-    return Explorer(render, {"architecture": variants, "step": steps},
-                    labels={"architecture": "architecture", "step": "training step"},
-                    alt="Spectral density of the Hessian of a deep MLP for a chosen "
-                        "architecture and training step")
-
+    return Explorer(render, {"architecture": variants, "point": points},
+                    labels={"architecture": "architecture", "point": "measured at"},
+                    alt="Exact spectral density of the Hessian of a deep MLP for a chosen "
+                        "architecture, at initialisation or at a matched loss")

@@ -260,7 +260,8 @@ def test_prose_verdict_matches_the_computed_one(chapter, label, text, request):
 
 @pytest.mark.parametrize("stem", ["01_fundamental_question", "02_computational_reality",
                                   "03_lbfgs_and_adam", "04_momentum", "05_regularization",
-                                  "06_modern_innovations", "10_conclusion"])
+                                  "06_modern_innovations", "07_key_insight",
+                                  "08_empirical_evidence", "09_bottom_line", "10_conclusion"])
 def test_converted_chapter_has_no_handwritten_verdicts(stem):
     assert not [t for c, _, t in _prose_verdicts() if c == stem]
     nb = json.loads((CHAPTERS / f"{stem}.ipynb").read_text())

@@ -137,89 +137,164 @@ def test_weight_decay_shifts_the_spectrum(digits):
     model = models.logistic_regression(64, 10, init="default", seed=0, dtype="float64")
     out = C.weight_decay_conditioning(model, X, y, decays=(0.0, 1e-3, 1e-1, 1.0))
     f, w = curvature.flat_loss(model, F.cross_entropy, X, y)
-    assert out["lambda_max"] == pytest.approx(float(curvature.top_eigenvalues(f, w)[0]), rel=1e-5)
-    assert out["lambda_min"] == pytest.approx(0.0, abs=1e-6)     # softmax: a flat direction
+    eig = torch.linalg.eigvalsh(curvature.hessian(f, w))
+    assert out["lambda_max"] == pytest.approx(float(eig[-1]), rel=1e-10)
+    assert out["lambda_min"] == pytest.approx(0.0, abs=1e-10)    # softmax: a flat direction
+    assert out["lanczos_max"] == pytest.approx(out["lambda_max"], rel=1e-5)
     kappas = out["kappa"]
-    for d, k in zip(out["decays"][1:], kappas[1:]):
+    for d, k, naive in zip(out["decays"][1:], kappas[1:], out["naive"][1:]):
         assert k == pytest.approx((out["lambda_max"] + d) / (out["lambda_min"] + d))
+        assert naive == pytest.approx((out["lambda_max"] + d) / d)
     assert kappas[1] > kappas[2] > kappas[3]
     with pytest.raises(ValueError, match="decays"):
         C.weight_decay_conditioning(model, X, y, decays=(-1.0,))
 
 
+def test_kappa_shifted_uses_the_negative_eigenvalue():
+    # the chapter's first-edition slip: with lambda_min < 0, (lmax + d)/d understates kappa
+    assert C.kappa_shifted(0.65, -0.063, 0.1) == pytest.approx(0.75 / 0.037)
+    assert C.kappa_shifted(0.65, -0.063, 0.05) == math.inf
+    assert C.kappa_shifted(2.0, 1.0, 0.0) == 2.0
+    with pytest.raises(ValueError, match="delta"):
+        C.kappa_shifted(1.0, 0.5, -1.0)
+
+
 # ------------------------------------------------------------------ architecture
-def test_measure_curvature_agrees_with_curvlib_curvature(digits):
-    model = models.mlp([64, 12, 12, 10], "tanh", batchnorm=True, residual=True, seed=1)
-    X, y = digits.X_train[:128], digits.y_train[:128]
-    out = C.measure_curvature(model, X, y, lanczos_steps=20, trace_samples=4)
+def test_glorot_init():
+    model = C.glorot_init(models.mlp([64, 16, 16, 10], "tanh", seed=0), seed=3)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            bound = math.sqrt(6 / (m.in_features + m.out_features))
+            assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.8 * bound
+            assert (m.bias == 0).all()
+    again = C.glorot_init(models.mlp([64, 16, 16, 10], "tanh", seed=9), seed=3)
+    for a, b in zip(model.parameters(), again.parameters()):
+        assert torch.equal(a, b)                                   # the seed decides
+    with pytest.raises(ValueError, match="variant"):
+        C.deep_mlp("dropout")
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_measure_curvature_is_the_exact_spectrum(digits, batchnorm):
+    model = models.mlp([64, 8, 8, 10], "tanh", batchnorm=batchnorm, residual=True, seed=1,
+                       dtype="float64")
+    X, y = digits.X_train[:64].double(), digits.y_train[:64]
+    out = C.measure_curvature(model, X, y)
     f, w = curvature.flat_loss(model, F.cross_entropy, X, y)
-    assert out["top"] == pytest.approx(float(curvature.top_eigenvalues(f, w)[0]), rel=1e-3)
-    assert out["bottom"] < 0
-    assert out["weights"].sum() == pytest.approx(1.0, abs=1e-5)
-    ref, se = curvature.hutchinson_trace(f, w, 300, seed=5)
-    assert abs(out["trace"] - ref) < 4 * math.hypot(out["trace_se"], se)
+    H = curvature.hessian(f, w)                      # curvlib's dense Hessian, jacfwd path
+    eig = torch.linalg.eigvalsh(H).numpy()
+    np.testing.assert_allclose(out["eigenvalues"], eig, atol=1e-10)
+    assert out["top"] == pytest.approx(eig[-1]) and out["bottom"] == pytest.approx(eig[0])
+    assert out["trace"] == pytest.approx(float(torch.trace(H)), abs=1e-9)
+    assert out["bottom"] < 0 and out["n_params"] == w.numel()
     wg = w.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(f(wg), wg)
-    expected = float(g @ curvature.hvp(f, w, g) / (g @ g))
-    assert out["gradient_curvature"] == pytest.approx(expected, rel=1e-4)
+    assert out["gradient_curvature"] == pytest.approx(float(g @ H @ g / (g @ g)), rel=1e-8)
 
 
 @pytest.mark.parametrize("variant", list(C.VARIANTS))
 def test_vectorised_training_equals_one_run_per_seed(digits, variant):
-    """_train_seeds trains all seeds at once; each seed's losses are curvlib.train.train's."""
-    from curvlib.train import train
-    sizes = (64, 8, 8, 10)
-    losses, kept = C._train_seeds(variant, digits, sizes, (0, 3), 7, 0.05, 0.9, 32, {0, 7})
-    for i, s in enumerate((0, 3)):
-        model = models.mlp(list(sizes), "tanh", seed=s, **C.VARIANTS[variant])
-        res = train(model, optim.SGD(model.parameters(), lr=0.05, momentum=0.9), digits.train,
-                    steps=7, batch_size=32, seed=s)
-        np.testing.assert_allclose(losses[i], res.loss, rtol=2e-5)
-        for name, p in model.named_parameters():
-            torch.testing.assert_close(kept[7][i][name], p.detach(), rtol=1e-4, atol=1e-5)
+    """_train_to_target trains all rates and seeds at once; each run is a plain loop's."""
+    sizes, seeds, lrs = (64, 8, 8, 10), (0, 3), (0.05, 0.2)
+    Xc, yc = digits.X_train[:64].double(), digits.y_train[:64]
+    reached, at_target, at_init, curves = C._train_to_target(
+        variant, digits, sizes, seeds, lrs, momentum=0.9, batch_size=32, max_steps=6, Xc=Xc,
+        yc=yc, target=1e-9, init="glorot")
+    assert not np.isfinite(reached).any() and not at_target
+    X, y = digits.X_train.double(), digits.y_train
+    for k, lr in enumerate(lrs):
+        for i, s in enumerate(seeds):
+            model = C.deep_mlp(variant, s, sizes=sizes)
+            opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+            order = C.minibatches(len(X), 32, s)
+            ref = []
+            for _ in range(7):
+                with torch.no_grad():
+                    ref.append(float(F.cross_entropy(model(Xc), yc)))
+                idx = next(order)
+                opt.zero_grad()
+                F.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+            np.testing.assert_allclose(curves[k * len(seeds) + i], ref, rtol=1e-10)
+
+
+def test_training_stops_each_run_at_its_target(digits):
+    Xc, yc = digits.X_train[:64].double(), digits.y_train[:64]
+    reached, at_target, at_init, curves = C._train_to_target(
+        "residual", digits, (64, 8, 8, 10), (0, 1), (0.3,), momentum=0.9, batch_size=64,
+        max_steps=80, Xc=Xc, yc=yc, target=1.0, init="glorot")
+    assert np.isfinite(reached).all()
+    for i, n in enumerate(reached.astype(int)):
+        assert curves[i, n] <= 1.0 < np.nanmin(curves[i, :n])
+        model = C._model_with("residual", (64, 8, 8, 10), at_target[i])
+        with torch.no_grad():
+            assert float(F.cross_entropy(model(Xc), yc)) == pytest.approx(curves[i, n], rel=1e-10)
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats
+    a, b = [3.0, 5.0, 4.0, 6.0, 5.5], [1.0, 2.5, 0.5, 2.0]
+    d, lo, hi = C.welch(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d == pytest.approx(np.mean(a) - np.mean(b))
+    assert (lo, hi) == pytest.approx((ci.low, ci.high), rel=1e-10)
+    with pytest.raises(ValueError, match="at least 2"):
+        C.welch([1.0], [2.0, 3.0])
 
 
 @pytest.fixture(scope="module")
 def tiny_study(digits):
-    return C.study_conditioning(digits, sizes=(64, 8, 8, 8, 10), seeds=(0, 1), steps=6,
-                                measure_at=(0, 6), curvature_examples=64, lanczos_steps=8,
-                                trace_samples=2)
+    return C.study_conditioning(digits, sizes=(64, 8, 8, 8, 10), seeds=(0, 1), tune_seeds=(100,),
+                                lrs=(0.1, 0.3, 1.0), target=1.5, max_steps=150,
+                                curvature_examples=64)
 
 
 def test_study_conditioning_structure(tiny_study):
     st = tiny_study
-    assert list(st.values) == list(C.VARIANTS)
+    assert list(st.values) == list(C.VARIANTS) and st.measure_at == C.POINTS
     for v in st.values:
-        assert st.losses[v].shape == (2, 6)
-        for s in (0, 6):
+        assert st.lr[v] == min(st.tuning[v], key=lambda r: (st.tuning[v][r], r))
+        grid = sorted(st.tuning[v])
+        assert st.edge[v] == (st.lr[v] in (grid[0], grid[-1]))
+        assert np.isfinite(st.steps_to_target[v]).all()
+        n = st.n_params[v]
+        for s in C.POINTS:
             vals = st.values[v][s]
-            assert vals["top"].shape == (2,) and vals["nodes"].shape == (2, 8)
+            assert vals["eigenvalues"].shape == (2, n)
+            np.testing.assert_allclose(vals["trace"], vals["eigenvalues"].sum(1))
             assert (vals["top"] >= vals["bottom"]).all()
-        assert st.outlier_ratio(v, 6).shape == (2,)
+        assert (st.values[v]["matched loss"]["loss"] <= 1.5).all()
+        assert (st.values[v]["initialisation"]["loss"] > 1.5).all()
     grid = np.linspace(-50, 50, 4001)
-    dens = st.density("plain", 6, grid, sigma=0.5)
+    dens = st.density("plain", "matched loss", grid, sigma=0.5)
     assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-2)
-    ratio = st.nonconvexity("residual", 6)
-    vals = st.values["residual"][6]
+    ratio = st.nonconvexity("residual", "matched loss")
+    vals = st.values["residual"]["matched loss"]
     np.testing.assert_allclose(ratio, np.abs(np.minimum(vals["bottom"], 0)) / vals["top"])
+    d = st.difference("residual", "matched loss", "top")
+    assert d[1] <= d[0] <= d[2]
     axes = C.plot_conditioning(st)
-    assert len(axes) == 4 and len(axes[3].get_lines()) == 4
+    assert len(axes) == 4 and len(axes[3].get_lines()) >= 4
 
 
 def test_study_conditioning_rejects_bad_input(digits):
     with pytest.raises(ValueError, match="variants"):
         C.study_conditioning(digits, variants=("dropout",))
-    with pytest.raises(ValueError, match="measure_at"):
-        C.study_conditioning(digits, steps=5, measure_at=(0, 10))
     with pytest.raises(ValueError, match="seeds"):
         C.study_conditioning(digits, seeds=(0,))
+    with pytest.raises(ValueError, match="tune_seeds"):
+        C.study_conditioning(digits, seeds=(0, 1), tune_seeds=(1, 2))
+    with pytest.raises(ValueError, match="lrs"):
+        C.study_conditioning(digits, lrs=(0.1, 0.3))
+    with pytest.raises(ValueError, match="init"):
+        C.study_conditioning(digits, init="he")
 
 
 def test_conditioning_explorer_responds_at_its_extremes(tiny_study):
     ex = C.conditioning_explorer(tiny_study)
-    archs, steps = ex.controls["architecture"], ex.controls["step"]
-    first = ex.set(architecture=archs[0], step=steps[0])
-    last = ex.set(architecture=archs[-1], step=steps[-1])
+    archs, points = ex.controls["architecture"], ex.controls["point"]
+    first = ex.set(architecture=archs[0], point=points[0])
+    last = ex.set(architecture=archs[-1], point=points[-1])
     assert first.png != last.png and first.text != last.text
     assert "top eigenvalue" in last.text and not last.diverged
-    assert ex.set(step=steps[0]).png != last.png
+    assert ex.set(point=points[0]).png != last.png
