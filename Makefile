@@ -49,9 +49,8 @@ lab: $(STAMP)
 	JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter $(PINNED) $(BIN)/jupyter-lab chapters \
 	    $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# test-robustness is not yet part of `make test`: chapter 5 (and the quotes of the unconverted
-# chapters) still change under the perturbed regime, and it takes ~7 min; see CHANGELOG.md.
-test: test-lib test-notebooks test-site test-pdf test-lab
+# test-robustness re-executes every notebook under a second rounding regime (tools/robustness.py).
+test: test-lib test-notebooks test-robustness test-site test-pdf test-lab
 
 test-lib: $(STAMP)
 	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py \
