@@ -13,7 +13,6 @@ Modules: ``newton`` (ch. 1), ``hessian_cost`` (ch. 2), ``quasi_newton_adam`` (ch
 """
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -51,19 +50,6 @@ def results_dir():
     return Path(env) if env else chapter_dir() / "results"
 
 
-def _plain(value):
-    """JSON-safe copy: numpy/torch scalars to float/int, arrays to lists; NaN refused."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"results must be finite numbers, got {value}")
-    return value
-
-
 def save_results(chapter, results, directory=None):
     """Store a chapter's key measured numbers in ``chapters/results/<chapter>.json``.
 
@@ -78,7 +64,7 @@ def save_results(chapter, results, directory=None):
     directory = Path(directory) if directory is not None else results_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{chapter}.json"
-    path.write_text(json.dumps(_plain(results), indent=1, sort_keys=True) + "\n")
+    path.write_text(json.dumps(_plain(results, finite=True), indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -104,4 +90,4 @@ def explorers():
                  evidence.sensitivity_explorer, evidence.bands_explorer, diagnose.run_doctor,
                  summary.convergence_explorer]
     return {f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}": f for f in factories}
-from .quotes import Quote, Quotes  # noqa: E402  (the numbers the text quotes)
+from .quotes import Quote, Quotes, _plain  # noqa: E402  (the numbers the text quotes)

@@ -93,22 +93,27 @@ class Quote:
         return out
 
 
-def _plain(value):
+def _plain(value, finite=False):
     """A JSON-safe copy of a raw value: numpy/torch scalars and arrays to numbers and lists,
-    non-finite floats to the strings ``"nan"``, ``"inf"``, ``"-inf"``."""
+    non-finite floats to the strings ``"nan"``, ``"inf"``, ``"-inf"`` (or, with ``finite=True``,
+    refused: a chapter's saved results must be numbers)."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, finite) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, finite) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         value = float(value)
-        return value if math.isfinite(value) else str(value)
+        if math.isfinite(value):
+            return value
+        if finite:
+            raise ValueError(f"results must be finite numbers, got {value}")
+        return str(value)
     return str(value)
 
 
