@@ -211,7 +211,7 @@ def minimize(fun, x0=None, jac=None, hess=None, method="lbfgs", maxiter=1000, gt
         this many bytes (``curvlib._checks.MAX_BYTES``, 2 GiB; ``math.inf`` lifts the
         limit). With neither ``hess`` nor ``jac`` (nor a landscape's), the Hessian would come
         from central differences of central differences, :math:`4n^2` calls of ``fun`` per
-        iteration: that is refused above :data:`MAX_FD_CALLS` calls (pass ``jac``).
+        iteration: that is refused above ``curvlib.minimizer.MAX_FD_CALLS`` calls (pass ``jac``).
     **hyper
         The method's hyperparameters, named as in :mod:`curvlib.optim` (see above).
 

@@ -146,6 +146,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         super().add_param_group(group)
 
     def load_state_dict(self, state_dict):
+        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
+        when its param groups lack this optimizer's hyperparameters); see
+        ``torch.optim.Optimizer.load_state_dict``."""
         check_state_dict(self, state_dict)  # an Adam state dict is not an SGD one
         super().load_state_dict(state_dict)
 
@@ -401,6 +404,9 @@ class _FlatOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def load_state_dict(self, state_dict):
+        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
+        when its param groups lack this optimizer's hyperparameters); see
+        ``torch.optim.Optimizer.load_state_dict``."""
         check_state_dict(self, state_dict)
         super().load_state_dict(state_dict)
 

@@ -294,6 +294,9 @@ class KFAC(torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict):
+        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
+        when its param groups lack this optimizer's hyperparameters); see
+        ``torch.optim.Optimizer.load_state_dict``."""
         check_state_dict(self, state_dict)
         state_dict = dict(state_dict)
         sampler = state_dict.pop("sampler_state", None)
@@ -564,6 +567,9 @@ class Shampoo(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def load_state_dict(self, state_dict):
+        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
+        when its param groups lack this optimizer's hyperparameters); see
+        ``torch.optim.Optimizer.load_state_dict``."""
         check_state_dict(self, state_dict)
         super().load_state_dict(state_dict)
 
