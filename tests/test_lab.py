@@ -99,7 +99,8 @@ def distinctive(texts, prose_source):
 def test_committed_numbers_and_myst_render_before_the_notebook_runs(served, page, committed):
     nb, texts = committed
     lab.open_notebook(page, served, CHAPTER)
-    page.wait_for_selector(".jp-MarkdownCell .myst .myst-admonition", timeout=60_000)
+    # chapter 1's claim checks are code outputs now (claims.box); its prose has math from the top
+    page.wait_for_selector(".jp-MarkdownCell .myst .katex", timeout=60_000)
     prose = page.evaluate(PROSE_JS)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     check = distinctive(texts, source)
