@@ -156,3 +156,15 @@ def check_state_dict(optimizer, state_dict):
         if missing:
             raise ValueError(f"state_dict is not a {type(optimizer).__name__} state dict: its "
                              f"param groups lack {', '.join(missing)}")
+
+
+class CheckedStateDict:
+    """Mixin for a ``torch.optim.Optimizer`` subclass (listed before it): ``load_state_dict``
+    refuses a state dict of another kind (:func:`check_state_dict`) before torch loads it."""
+
+    def load_state_dict(self, state_dict):
+        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
+        when its param groups lack this optimizer's hyperparameters); see
+        ``torch.optim.Optimizer.load_state_dict``."""
+        check_state_dict(self, state_dict)  # an Adam state dict is not an SGD one
+        super().load_state_dict(state_dict)

@@ -44,7 +44,7 @@ import math
 import torch
 
 from . import _fast, methods, quasi_newton
-from ._checks import MAX_BYTES, check_flag, check_size, check_state_dict
+from ._checks import MAX_BYTES, CheckedStateDict, check_flag, check_size
 from .methods import make_rule
 
 __all__ = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "LBFGS", "Newton", "KFAC", "Shampoo",
@@ -102,7 +102,7 @@ def _kwonly(fn):
 # --------------------------------------------------------------------------------------
 # The base class: a torch optimizer whose step is a curvlib rule
 # --------------------------------------------------------------------------------------
-class RuleOptimizer(torch.optim.Optimizer):
+class RuleOptimizer(CheckedStateDict, torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` whose step applies one rule of :mod:`curvlib.rules`.
 
     A subclass names its row of :data:`curvlib.methods.METHODS` (``method``, which gives the
@@ -145,12 +145,6 @@ class RuleOptimizer(torch.optim.Optimizer):
             group.update({k: checked[k] for k in overrides})
         super().add_param_group(group)
 
-    def load_state_dict(self, state_dict):
-        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
-        when its param groups lack this optimizer's hyperparameters); see
-        ``torch.optim.Optimizer.load_state_dict``."""
-        check_state_dict(self, state_dict)  # an Adam state dict is not an SGD one
-        super().load_state_dict(state_dict)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -371,7 +365,7 @@ class RMSprop(RuleOptimizer):
 # --------------------------------------------------------------------------------------
 # L-BFGS and Newton: one flat vector, the loops of curvlib.quasi_newton
 # --------------------------------------------------------------------------------------
-class _FlatOptimizer(torch.optim.Optimizer):
+class _FlatOptimizer(CheckedStateDict, torch.optim.Optimizer):
     """An optimizer that sees all parameters as one vector (one param group).
 
     A second group is refused, at construction and by :meth:`add_param_group` (the step
@@ -403,12 +397,6 @@ class _FlatOptimizer(torch.optim.Optimizer):
                              "parameter is a slice of one flat vector")
         super().add_param_group(param_group)
 
-    def load_state_dict(self, state_dict):
-        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
-        when its param groups lack this optimizer's hyperparameters); see
-        ``torch.optim.Optimizer.load_state_dict``."""
-        check_state_dict(self, state_dict)
-        super().load_state_dict(state_dict)
 
     def __setstate__(self, state):
         super().__setstate__(state)

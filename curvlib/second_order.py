@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from . import rules
 from ._checks import (check_choice, check_flag, check_int, check_nonnegative, check_positive,
-                      check_state_dict, check_unit_interval)
+                      CheckedStateDict, check_unit_interval)
 
 __all__ = ["KFAC", "Shampoo", "kfac_bytes", "shampoo_bytes", "kfac_layers"]
 
@@ -91,7 +91,7 @@ def _factor_sizes(module):
         module, nn.Conv2d) else module.out_features
 
 
-class KFAC(torch.optim.Optimizer):
+class KFAC(CheckedStateDict, torch.optim.Optimizer):
     r"""K-FAC: natural-gradient descent with a Kronecker-factored Fisher per layer.
 
     Martens & Grosse (2015), "Optimizing neural networks with Kronecker-factored approximate
@@ -297,7 +297,6 @@ class KFAC(torch.optim.Optimizer):
         """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
         when its param groups lack this optimizer's hyperparameters); see
         ``torch.optim.Optimizer.load_state_dict``."""
-        check_state_dict(self, state_dict)
         state_dict = dict(state_dict)
         sampler = state_dict.pop("sampler_state", None)
         super().load_state_dict(state_dict)
@@ -468,7 +467,7 @@ def kfac_bytes(layers, *, bias=True, dtype=torch.float32, momentum=True):
 # --------------------------------------------------------------------------------------
 # Shampoo
 # --------------------------------------------------------------------------------------
-class Shampoo(torch.optim.Optimizer):
+class Shampoo(CheckedStateDict, torch.optim.Optimizer):
     r"""Shampoo: a Kronecker-factored full-matrix AdaGrad for every parameter tensor.
 
     Gupta, Koren & Singer (2018), "Shampoo: Preconditioned stochastic tensor optimization",
@@ -566,12 +565,6 @@ class Shampoo(torch.optim.Optimizer):
             param_group = {**param_group, **{k: checked[k] for k in ours}}
         super().add_param_group(param_group)
 
-    def load_state_dict(self, state_dict):
-        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
-        when its param groups lack this optimizer's hyperparameters); see
-        ``torch.optim.Optimizer.load_state_dict``."""
-        check_state_dict(self, state_dict)
-        super().load_state_dict(state_dict)
 
     @staticmethod
     def _init_state(p, group):

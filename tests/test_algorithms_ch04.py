@@ -5,7 +5,7 @@ import pytest
 from curvlib import minimize, rules
 from curvlib.landscapes import Quadratic, Rosenbrock
 from curvbook import momentum as mo
-from notebook_cells import algorithm_cells, algorithm_namespace, function_lengths
+from notebook_cells import algorithm_cells, algorithm_namespace, cell_function_lengths
 
 NOTEBOOK = "04_momentum.ipynb"
 
@@ -16,9 +16,7 @@ def cells():
 
 
 def test_the_cells_define_short_functions():
-    lengths = {}
-    for source in algorithm_cells(NOTEBOOK):
-        lengths.update(function_lengths(source))
+    lengths = cell_function_lengths(NOTEBOOK)
     assert {"heavy_ball", "nesterov"} <= set(lengths)
     assert all(3 <= n <= 25 for n in lengths.values()), lengths
 

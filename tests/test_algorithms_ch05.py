@@ -6,7 +6,7 @@ import torch
 
 from curvlib import rules, schedules
 from curvlib.optim import factory
-from notebook_cells import algorithm_cells, algorithm_namespace, function_lengths
+from notebook_cells import algorithm_cells, algorithm_namespace, cell_function_lengths
 
 NOTEBOOK = "05_regularization.ipynb"
 
@@ -17,9 +17,7 @@ def cells():
 
 
 def test_the_cells_define_short_functions():
-    lengths = {}
-    for source in algorithm_cells(NOTEBOOK):
-        lengths.update(function_lengths(source))
+    lengths = cell_function_lengths(NOTEBOOK)
     assert {"adam_step", "warmup_cosine"} <= set(lengths)
     assert all(3 <= n <= 25 for n in lengths.values()), lengths
 
