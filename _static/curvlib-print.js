@@ -21,6 +21,23 @@
     return cols > 1 ? cols : 3;
   }
 
+  /* `text` into `parent`, a word with a hyphen kept on one line: "L-BFGS" broken at its hyphen
+   * reads as "LBFGS" once the PDF's text is extracted (pdftotext joins hyphenated lines). */
+  function words(parent, text) {
+    var parts = text.split(" ");
+    for (var i = 0; i < parts.length; i++) {
+      if (i > 0) parent.appendChild(document.createTextNode(" "));
+      if (parts[i].indexOf("-") < 0) {
+        parent.appendChild(document.createTextNode(parts[i]));
+      } else {
+        var span = document.createElement("span");
+        span.className = "cx-nobreak";
+        span.textContent = parts[i];
+        parent.appendChild(span);
+      }
+    }
+  }
+
   function grid(root) {
     if (root.querySelector(".cx-print")) return;
     var node = root.querySelector("script.cx-data");
@@ -46,7 +63,7 @@
       var cap = document.createElement("figcaption");
       var head = document.createElement("span");
       head.className = "cx-values";
-      head.textContent = values.join(", ");
+      words(head, values.join(", "));
       cap.appendChild(head);
       if (f[1]) {
         var text = document.createElement("span");
