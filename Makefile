@@ -8,6 +8,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ASSETS := node_modules/.package-lock.json
 export OMP_NUM_THREADS ?= 2
+# Test workers run side by side (pytest-xdist), one per core of the 2-core machine make test is
+# budgeted for; each notebook worker runs its kernel on one thread.
+JOBS ?= 2
 export PYTHONHASHSEED ?= 0
 # Every process that computes runs with the same numeric settings on any x86-64 CPU with AVX2
 # (torch, numpy, OpenBLAS, MKL held at the AVX2 level; nothing pinned elsewhere): tools/numerics.py.
@@ -52,20 +55,25 @@ lab: $(STAMP)
 # test-robustness re-executes every notebook under a second rounding regime (tools/robustness.py).
 test: test-lib test-notebooks test-robustness test-site test-pdf test-lab
 
+# The wheel test (about two minutes, one test) first, so that it does not finish last alone.
 test-lib: $(STAMP)
-	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --ignore=tests/test_site.py \
-	    --ignore=tests/test_pdf.py --ignore=tests/test_lab.py
+	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests/test_install.py tests -q \
+	    --ignore=tests/test_site.py --ignore=tests/test_pdf.py --ignore=tests/test_lab.py \
+	    -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 # Strict nbval: every output compared; the sanitizer only masks what legitimately varies.
+# Notebooks side by side, one thread each (their outputs do not depend on the thread count),
+# longest first, each notebook's cells in order on one worker.
 test-notebooks: $(STAMP)
-	$(PINNED) $(BIN)/python -m pytest --nbval --nbval-current-env chapters -q \
-	    --nbval-sanitize-with tests/nbval_sanitize.cfg
+	OMP_NUM_THREADS=1 $(PINNED) $(BIN)/python -m pytest --nbval --nbval-current-env -q \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg -n $(JOBS) --dist loadfile \
+	    --no-loadscope-reorder $$($(BIN)/python tools/run_notebooks.py --order chapters/*.ipynb)
 
 # The conclusions survive a different rounding regime: every notebook re-executed into a temporary
-# folder (never in place) and compared with the committed run (tools/robustness.py). Two notebooks
+# folder (never in place) and compared with the committed run (tools/robustness.py). $(JOBS) notebooks
 # at a time, one thread each.
 test-robustness: $(STAMP)
-	$(PINNED) $(BIN)/python tools/robustness.py --jobs 2
+	$(PINNED) $(BIN)/python tools/robustness.py --jobs $(JOBS)
 
 test-site: book
 	$(BIN)/python -m pytest tests/test_site.py -q

@@ -64,7 +64,7 @@ def save_results(chapter, results, directory=None):
     directory = Path(directory) if directory is not None else results_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{chapter}.json"
-    path.write_text(json.dumps(_plain(results, finite=True), indent=1, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(_plain(results, finite=True), indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -90,4 +90,4 @@ def explorers():
                  evidence.sensitivity_explorer, evidence.bands_explorer, diagnose.run_doctor,
                  summary.convergence_explorer]
     return {f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}": f for f in factories}
-from .quotes import Quote, Quotes, _plain  # noqa: E402  (the numbers the text quotes)
+from .quotes import Quote, Quotes, _plain, write_atomic  # noqa: E402  (the numbers the text quotes)

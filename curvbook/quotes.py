@@ -93,6 +93,16 @@ class Quote:
         return out
 
 
+def write_atomic(path, text):
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename, so a notebook
+    that reads it while another one writes it (nbval runs notebooks side by side) sees the
+    old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _plain(value, finite=False):
     """A JSON-safe copy of a raw value: numpy/torch scalars and arrays to numbers and lists,
     non-finite floats to the strings ``"nan"``, ``"inf"``, ``"-inf"`` (or, with ``finite=True``,
@@ -282,5 +292,5 @@ class Quotes:
             raise ValueError(f"no quotes to save for {self._chapter}")
         path = self.path(directory)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=1, ensure_ascii=False,
-                                   allow_nan=False) + "\n", encoding="utf-8")
+        write_atomic(path, json.dumps(self.as_dict(), indent=1, ensure_ascii=False,
+                                      allow_nan=False) + "\n")

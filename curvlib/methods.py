@@ -33,6 +33,7 @@ hyperparameters imports :mod:`curvlib.optim`.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable
@@ -50,8 +51,13 @@ TORCH_SWITCHES = ("foreach", "capturable", "differentiable", "fused")
 
 def signature_defaults(fn):
     """The parameters of ``fn`` that have defaults, with them (``**kwargs`` left out)."""
-    return {n: p.default for n, p in inspect.signature(fn).parameters.items()
-            if p.default is not p.empty and p.kind is not p.VAR_KEYWORD}
+    return dict(_defaults(fn))
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(fn):  # asked once per function (optimizers ask on every step)
+    return tuple((n, p.default) for n, p in inspect.signature(fn).parameters.items()
+                 if p.default is not p.empty and p.kind is not p.VAR_KEYWORD)
 
 
 @dataclass(frozen=True)

@@ -140,8 +140,11 @@ def execute_one(stem, workdir, timeout, regime="perturbed"):
 
 
 def execute_all(stems, workdir, jobs=1, timeout=1800, regime="perturbed"):
-    """Execute the notebooks (those in :data:`LAST` after the rest); {stem: seconds}."""
-    first = [s for s in stems if s not in LAST]
+    """Execute the notebooks (those in :data:`LAST` after the rest, the others longest first);
+    {stem: seconds}."""
+    from run_notebooks import longest_first
+
+    first = longest_first([s for s in stems if s not in LAST])
     last = [s for s in LAST if s in stems]
     times = {}
 

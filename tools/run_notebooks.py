@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -164,12 +165,26 @@ def record(times):
     RUNTIMES.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def longest_first(stems):
+    """``stems`` ordered by their last recorded run time, longest first (a notebook with no
+    recorded time first of all): run side by side, the long ones then do not finish last."""
+    known = json.loads(RUNTIMES.read_text()).get("notebooks", {}) if RUNTIMES.exists() else {}
+    return sorted(stems, key=lambda s: -known.get(s, {}).get("seconds", math.inf))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         default=sorted((ROOT / "chapters").glob("*.ipynb")))
     parser.add_argument("--timeout", type=float, default=600, help="seconds per cell")
+    parser.add_argument("--order", action="store_true",
+                        help="only print the notebooks' paths, longest recorded run first "
+                             "(the order `make test-notebooks` hands them to its workers)")
     args = parser.parse_args(argv)
+    if args.order:
+        paths = {p.resolve().stem: p for p in args.notebooks}
+        print(" ".join(str(paths[s]) for s in longest_first(paths)))
+        return 0
     failed = []
     for path in args.notebooks:
         path = path.resolve()
