@@ -111,6 +111,11 @@ def test_committed_numbers_and_myst_render_before_the_notebook_runs(served, page
     assert "{glue" not in prose and "{eval}" not in prose and "{admonition}" not in prose
     assert page.locator(".jp-MarkdownCell .myst .katex").count() > 0  # math typeset
     assert "(ch01-" not in prose  # MyST labels are not text
+    # the claim checks (claims.box: Markdown outputs with an admonition fence) render as boxes
+    boxes = page.locator(".jp-OutputArea-output", has_text="Claim check")
+    assert boxes.count() > 0
+    assert boxes.locator("aside.myst-admonition").count() == boxes.count()
+    assert "```" not in "".join(boxes.all_text_contents())
     assert not page.js_errors, page.js_errors
     assert not page.versions, f"extensions built for another JupyterLab: {page.versions[:3]}"
 
