@@ -2,9 +2,9 @@
 
 Builds the wheel of this repository (``pip wheel . --no-deps``), creates a new virtual
 environment (not ``--system-site-packages``), installs the wheel with the pinned numeric
-requirements of ``requirements.txt`` (torch from the machine's wheel cache) and ``myst-nb``
-(the chapters' ``glue``), registers that environment's kernel, and executes two chapters in a
-folder that holds nothing else. Skipped only where ``python3.11 -m venv`` is unavailable.
+requirements of ``requirements.txt`` (torch from the machine's wheel cache) and nothing else,
+registers that environment's kernel, and executes two chapters in a folder that holds nothing
+else. Skipped only where ``python3.11 -m venv`` is unavailable.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -49,7 +48,7 @@ def _pins():
         if name in RUNTIME:
             pins.append(line)
     assert len(pins) == len(RUNTIME), f"requirements.txt lacks some of {RUNTIME}: {pins}"
-    return pins + [f"myst-nb=={version('myst-nb')}"]
+    return pins
 
 
 @pytest.mark.skipif(not _venv_available(), reason="python3.11 -m venv is not available")
@@ -91,3 +90,27 @@ def test_wheel_runs_chapters_from_an_empty_folder(tmp_path, monkeypatch):
         assert saved, f"{name} saved no results"
     assert sorted(p.name for p in work.iterdir()) == sorted(
         [f"{n}.ipynb" for n in CHAPTERS] + ["results"])
+
+
+def _pinned(path):
+    """{package: version} of the ``name==version`` lines of a requirements file."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, _, ver = line.partition("==")
+            pins[name.strip().lower()] = ver.split(",")[0].strip()
+    return pins
+
+
+def test_binder_installs_the_pinned_versions_and_cpu_torch():
+    """Binder's environment pins what requirements.txt pins (torch as its +cpu build from
+    PyTorch's CPU index, so a launch downloads no CUDA), JupyterLab with MyST included."""
+    binder, root = (_pinned(REPO / p) for p in ("binder/requirements.txt", "requirements.txt"))
+    text = (REPO / "binder" / "requirements.txt").read_text()
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
+    assert binder.pop("torch") == root["torch"] + "+cpu"
+    assert {"jupyterlab", "jupyterlab-myst"} <= set(binder)
+    assert set(RUNTIME) - {"torch", "nbclient", "nbformat"} <= set(binder)
+    different = {k: (v, root.get(k)) for k, v in binder.items() if root.get(k) != v}
+    assert not different, f"binder/requirements.txt differs from requirements.txt: {different}"

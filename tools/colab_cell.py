@@ -7,7 +7,7 @@ it again). Off Colab it does nothing and prints nothing, so nbval sees no output
 
 On Colab it pip-installs the repository named by ``repository.url`` and ``repository.branch``
 in ``_config.yml`` -- the one setting the launch buttons derive from too -- with the
-``notebooks`` extra (``myst-nb``, whose ``glue`` the chapters use). That installs curvlib and
+``notebooks`` extra (empty now: the chapters need nothing beyond the library). That installs curvlib and
 curvbook the way ``tests/test_install.py`` installs the built wheel into a fresh environment.
 """
 from __future__ import annotations
