@@ -38,8 +38,6 @@ from a parameter list.
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 
 import torch
@@ -94,14 +92,6 @@ def _check_param_list(params, name="params"):
     return params
 
 
-@functools.lru_cache(maxsize=None)
-def _kwonly(fn):
-    """Names of ``fn``'s keyword-only parameters: the hyperparameters a rule takes (asked once
-    per rule: ``inspect.signature`` on every step cost 5% of a small model's training)."""
-    return tuple(n for n, p in inspect.signature(fn).parameters.items()
-                 if p.kind is p.KEYWORD_ONLY)
-
-
 # --------------------------------------------------------------------------------------
 # The base class: a torch optimizer whose step is a curvlib rule
 # --------------------------------------------------------------------------------------
@@ -148,7 +138,6 @@ class RuleOptimizer(CheckedStateDict, torch.optim.Optimizer):
             group.update({k: checked[k] for k in overrides})
         super().add_param_group(group)
 
-
     def __setstate__(self, state):
         super().__setstate__(state)
         for group in self.param_groups:  # a torch.optim state dict lacks our extra keys
@@ -189,11 +178,11 @@ class RuleOptimizer(CheckedStateDict, torch.optim.Optimizer):
             if not params:
                 continue
             if group["foreach"] is False:  # the readable reference path
-                kwargs = {k: group[k] for k in _kwonly(rule.step)}
+                kwargs = {k: group[k] for k in methods.keyword_only(rule.step)}
                 for p, g, s in zip(params, grads, states):
                     rule.step(p, g, s, **kwargs)
             else:
-                kwargs = {k: group[k] for k in _kwonly(self.fast_rule) if k in group}
+                kwargs = {k: group[k] for k in methods.keyword_only(self.fast_rule) if k in group}
                 self.fast_rule(params, grads, states, self._scratch(params), **kwargs)
         return loss
 
@@ -399,7 +388,6 @@ class _FlatOptimizer(CheckedStateDict, torch.optim.Optimizer):
                              "(parameter groups): add_param_group is refused, as every "
                              "parameter is a slice of one flat vector")
         super().add_param_group(param_group)
-
 
     def __setstate__(self, state):
         super().__setstate__(state)

@@ -294,9 +294,8 @@ class KFAC(CheckedStateDict, torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict):
-        """Load a state dict saved by an optimizer of this kind (refused, naming ``state_dict``,
-        when its param groups lack this optimizer's hyperparameters); see
-        ``torch.optim.Optimizer.load_state_dict``."""
+        """As ``CheckedStateDict.load_state_dict`` (a state dict of another optimizer is
+        refused), then the Fisher sampler's random state is restored."""
         state_dict = dict(state_dict)
         sampler = state_dict.pop("sampler_state", None)
         super().load_state_dict(state_dict)
@@ -564,7 +563,6 @@ class Shampoo(CheckedStateDict, torch.optim.Optimizer):
             checked = self.check_hyper({**self.defaults, **ours})
             param_group = {**param_group, **{k: checked[k] for k in ours}}
         super().add_param_group(param_group)
-
 
     @staticmethod
     def _init_state(p, group):

@@ -40,15 +40,22 @@ def _run(*args, cwd=None, timeout=600):
     return out.stdout
 
 
-def _pins():
-    pins = []
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+def _requirements(path):
+    """{package: its requirement line} of a requirements file (``"torch": "torch==2.13.0"``)."""
+    found = {}
+    for line in path.read_text().splitlines():
         line = line.split("#")[0].strip()
-        name = re.split(r"[<>=!~ ]", line, maxsplit=1)[0]
-        if name in RUNTIME:
-            pins.append(line)
-    assert len(pins) == len(RUNTIME), f"requirements.txt lacks some of {RUNTIME}: {pins}"
-    return pins
+        name = re.split(r"[<>=!~ ]", line, maxsplit=1)[0].lower()
+        if name and not line.startswith("-"):
+            found[name] = line
+    return found
+
+
+def _pins():
+    root = _requirements(REPO / "requirements.txt")
+    missing = [n for n in RUNTIME if n not in root]
+    assert not missing, f"requirements.txt lacks {missing}"
+    return [root[n] for n in RUNTIME]
 
 
 @pytest.mark.skipif(not _venv_available(), reason="python3.11 -m venv is not available")
@@ -92,21 +99,11 @@ def test_wheel_runs_chapters_from_an_empty_folder(tmp_path, monkeypatch):
         [f"{n}.ipynb" for n in CHAPTERS] + ["results"])
 
 
-def _pinned(path):
-    """{package: version} of the ``name==version`` lines of a requirements file."""
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line and not line.startswith("-"):
-            name, _, ver = line.partition("==")
-            pins[name.strip().lower()] = ver.split(",")[0].strip()
-    return pins
-
-
 def test_binder_installs_the_pinned_versions_and_cpu_torch():
     """Binder's environment pins what requirements.txt pins (torch as its +cpu build from
     PyTorch's CPU index, so a launch downloads no CUDA), JupyterLab with MyST included."""
-    binder, root = (_pinned(REPO / p) for p in ("binder/requirements.txt", "requirements.txt"))
+    binder, root = (_requirements(REPO / p)
+                    for p in ("binder/requirements.txt", "requirements.txt"))
     text = (REPO / "binder" / "requirements.txt").read_text()
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
     assert binder.pop("torch") == root["torch"] + "+cpu"
