@@ -35,7 +35,7 @@ from .stats import paired_ratio, verdict
 
 __all__ = ["quadratic", "best_fixed_lr", "gd_quadratic_path", "diagonal_newton_quadratic_path",
            "gd_path", "gd_steps_grid", "lr_grid", "tune_gd", "steps_to", "span",
-           "quadratic_race", "iteration_table", "rosenbrock_race", "newton_flops", "logistic_race", "newton_vs_gd", "digits_table",
+           "quadratic_race", "iteration_table", "rosenbrock_race", "reference_minimum", "newton_flops", "logistic_race", "newton_vs_gd", "digits_table",
            "error_panel", "plot_race", "plot_rosenbrock", "plot_logistic", "newton_explorer",
            "EXPLORERS"]
 
@@ -344,6 +344,37 @@ def _newton_run(prob, w0, maxiter=50, gtol=1e-13):
                     gtol=gtol, line_search_fn="backtracking")
 
 
+def reference_minimum(prob, w0, *, polish=5):
+    r"""The reference :math:`w^\star` of a strongly convex ``prob``, and a bound on its error.
+
+    Newton with backtracking from ``w0`` until :math:`\|\nabla f\|_\infty \le 10^{-13}`,
+    then up to ``polish`` *full* Newton steps, keeping the iterate with the smallest gradient.
+    The full steps matter at the rounding floor: there the loss no longer decreases
+    measurably, Armijo's test can reject a good step (or accept it) by one unit in the last
+    place, and which happens depends on the CPU's vector kernels. The error bound is
+    :math:`\|\nabla f(w)\|/\lambda_{\min}(\nabla^2 f(w))` (exact for a quadratic, and
+    first-order accurate this close). Returns ``(w, bound)``.
+    """
+    polish = check_int("polish", polish, minimum=0)
+    w = _newton_run(prob, w0).x
+    g = prob.grad(w)
+    for _ in range(polish):
+        trial = w - np.linalg.solve(prob.hess(w), g)
+        g_trial = prob.grad(trial)
+        if not np.linalg.norm(g_trial) < np.linalg.norm(g):
+            break
+        w, g = trial, g_trial
+    lam_min = float(np.linalg.eigvalsh(prob.hess(w))[0])
+    return w, float(np.linalg.norm(g)) / lam_min
+
+
+def _check_reference(name, thr, bound):
+    """Targets must lie 100x above the reference's own error, or steps to them measure noise."""
+    if thr < 100 * bound:
+        raise ValueError(f"{name} asks for a distance {thr:.3g} to w*, less than 100x the "
+                         f"reference's own error bound {bound:.3g}: choose a larger {name}")
+
+
 def newton_flops(prob, w0, steps):
     r"""Floating-point operations of ``steps`` Newton steps with backtracking from ``w0``.
 
@@ -366,24 +397,25 @@ def logistic_race(l2=1e-2, *, tol=1e-6, gd_lrs=None, gd_maxiter=50_000):
 
     The problem is :meth:`curvlib.landscapes.LogisticRegression.breast_cancer` (``l2``).
 
-    The reference :math:`w^\star` is Newton's iterate once the gradient is below
-    :math:`10^{-13}`. ``gd_lrs`` maps names to gradient-descent steps (default: the global
+    The reference :math:`w^\star` is :func:`reference_minimum` from :math:`w = 0`; a ``tol``
+    less than 100 times its error bound raises. ``gd_lrs`` maps names to gradient-descent steps (default: the global
     smoothness bound's :math:`1/L` and :math:`2/(\lambda_{\max}+\lambda_{\min})` of the
     Hessian at :math:`w^\star`, the best fixed step for the local quadratic). Counts steps to
     :math:`\|w - w^\star\| \le` ``tol`` :math:`\|w^\star\|` and their floating-point
     operations (:func:`newton_flops`; ``flops_gradient`` per GD step). Returns a dict with
-    ``problem``, ``w_star``, ``eigenvalues`` (of the Hessian at :math:`w^\star`), ``kappa``,
+    ``problem``, ``w_star``, ``reference_error`` (its error bound), ``eigenvalues`` (of the Hessian at :math:`w^\star`), ``kappa``,
     ``lrs``, ``paths``, ``steps`` and ``flops``; the GD keys are ``"gradient descent
     (<name>)"``.
     """
     prob = LogisticRegression.breast_cancer(l2)
     w0 = np.zeros(prob.X.shape[1])
     r = _newton_run(prob, w0)
-    w_star = r.x
+    w_star, bound = reference_minimum(prob, w0)
     ev = np.linalg.eigvalsh(prob.hess(w_star))
     if gd_lrs is None:
         gd_lrs = {"η = 1/L": 1.0 / prob.smoothness, "η = 2/(λmax+λmin)": best_fixed_lr(ev)}
     thr = check_positive("tol", tol) * float(np.linalg.norm(w_star))
+    _check_reference("tol", thr, bound)
     paths = {"Newton": r.path}
     for name, lr in gd_lrs.items():
         paths[f"gradient descent ({name})"] = gd_path(prob.grad, w0, lr, gd_maxiter,
@@ -392,7 +424,8 @@ def logistic_race(l2=1e-2, *, tol=1e-6, gd_lrs=None, gd_maxiter=50_000):
     flops = {k: None if steps[k] is None else
              (newton_flops(prob, w0, steps[k]) if k == "Newton" else steps[k] * prob.flops_gradient)
              for k in paths}
-    return {"problem": prob, "w_star": w_star, "eigenvalues": ev, "kappa": float(ev[-1] / ev[0]),
+    return {"problem": prob, "w_star": w_star, "reference_error": bound,
+            "eigenvalues": ev, "kappa": float(ev[-1] / ev[0]),
             "lrs": dict(gd_lrs), "paths": paths, "steps": steps, "flops": flops, "tol": tol}
 
 
@@ -411,11 +444,13 @@ def newton_vs_gd(l2=1e-2, tols=(1e-3, 1e-6, 1e-9, 1e-12), *, seeds=(0, 1, 2, 3, 
     ``newton_flops`` (lists over ``seeds``), and ``ratio``, ``low``, ``high``: the geometric
     mean of GD's flops over Newton's and its 95% interval (:func:`curvbook.stats.paired_ratio`; above 1
     means Newton is cheaper), with ``verdict`` "Newton cheaper", "gradient descent cheaper"
-    or "inconclusive" (the interval contains 1).
+    or "inconclusive" (the interval contains 1). The reference :math:`w^\star` is
+    :func:`reference_minimum` from :math:`w = 0`; a tolerance less than 100 times its error
+    bound raises, since steps to it would count rounding, not convergence.
     """
     prob = LogisticRegression.breast_cancer(l2)
     d = prob.X.shape[1]
-    w_star = _newton_run(prob, np.zeros(d)).x
+    w_star, bound = reference_minimum(prob, np.zeros(d))
     scale = float(np.linalg.norm(w_star))
 
     def start(seed):
@@ -426,6 +461,7 @@ def newton_vs_gd(l2=1e-2, tols=(1e-3, 1e-6, 1e-9, 1e-12), *, seeds=(0, 1, 2, 3, 
     rows = []
     for tol in tols:
         thr = check_positive("tols", tol) * scale
+        _check_reference("tols", thr, bound)
         tuning = tune_gd(prob.grad_rows, start(tune_seed), w_star, thr, grid, gd_maxiter)
         gd_steps, nt_steps = [], []
         for s in seeds:
@@ -444,13 +480,15 @@ def newton_vs_gd(l2=1e-2, tols=(1e-3, 1e-6, 1e-9, 1e-12), *, seeds=(0, 1, 2, 3, 
     return rows
 
 
-def digits_table(path, x_star, *, floor=1e-15):
+def digits_table(path, x_star, *, floor=1e-14):
     r"""Correct digits of each iterate: rows ``k``, ``error`` :math:`\|x_k - x^\star\|`,
     ``digits`` :math:`-\log_{10}(\|x_k - x^\star\|/\|x^\star\|)` and ``ratio``
     :math:`\|e_{k}\|/\|e_{k-1}\|^2` (bounded for quadratic convergence; ``None`` for ``k = 0``).
 
-    Rows stop once the relative error is below ``floor`` (double precision has about 16
-    digits; beyond that the "error" is rounding) or is exactly zero.
+    Rows stop before the first iterate whose relative error is below ``floor`` or exactly
+    zero: double precision has about 16 digits, and a solution of a problem with condition
+    number :math:`\kappa` is only determined to about :math:`\kappa\epsilon` relative
+    (:math:`10^{-14}` for :math:`\kappa \approx 20`), so smaller "errors" are rounding.
     """
     x_star = np.asarray(x_star, dtype=float)
     scale = max(float(np.linalg.norm(x_star)), np.finfo(float).tiny)
@@ -460,11 +498,11 @@ def digits_table(path, x_star, *, floor=1e-15):
         if e == 0:  # landed exactly on the reference: no digits left to count
             break
         rel = e / scale
+        if rel < floor:
+            break
         rows.append({"k": k, "error": e, "digits": 0.0 - math.log10(rel),  # never "-0.0"
                      "ratio": e / prev ** 2 if prev else None})
         prev = e
-        if rel < floor:
-            break
     return rows
 
 

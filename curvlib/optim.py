@@ -485,7 +485,8 @@ class Newton(_FlatOptimizer):
       :math:`\lambda`. Pure Newton (``damping=0``) is attracted by saddle points.
     * ``line_search_fn="backtracking"``: :math:`H + \lambda I` is made positive definite if
       needed (N&W Alg. 3.3), then :math:`t` starts at ``lr`` and is halved until the Armijo
-      condition holds (N&W Alg. 3.1).
+      condition holds (N&W Alg. 3.1), relaxed by two units of the loss's rounding
+      (:func:`curvlib.quasi_newton.backtracking`).
     * ``adaptive_damping=True``: Levenberg-Marquardt-style damping. A step that lowers the
       loss is taken and :math:`\lambda \leftarrow \lambda/10`; one that does not is rejected
       (the parameters stay) and :math:`\lambda \leftarrow 10\lambda`. ``damping > 0`` is the

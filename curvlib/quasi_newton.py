@@ -291,15 +291,26 @@ def strong_wolfe(phi, d, f0, g0, t=1.0, *, c1=1e-4, c2=0.9, max_evals=25, tolera
     return best.t, best.f, best.g, evals
 
 
-def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30):
-    r"""Armijo backtracking (N&W Alg. 3.1): halve ``t`` until :math:`f(x+td) \le f(x) + c_1 t\,\nabla f^\top d`.
+def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30, eps=_EPS):
+    r"""Armijo backtracking (N&W Alg. 3.1): halve ``t`` until
+    :math:`f(x+td) \le f(x) + c_1 t\,\nabla f^\top d + 2\epsilon_f`.
+
+    The term :math:`2\epsilon_f` is the relaxed Armijo condition of Shi, Xie, Byrd & Nocedal
+    (SIAM J. Optim. 32(1):29-55, 2022) for a function computed with error at most
+    :math:`\epsilon_f`; here :math:`\epsilon_f = \epsilon\,|f(x)|`, one unit of rounding of
+    the value's floating-point type (``eps``: double precision's machine epsilon unless the
+    caller says otherwise, e.g. float32's for a float32 model). It matters only at the rounding floor, where the
+    predicted decrease :math:`c_1 t\,\nabla f^\top d` is smaller than the last digit of
+    :math:`f`: without it the test accepts or rejects a good step on whether the last bit
+    of :math:`f(x+td)` rounds up, which depends on the CPU's vector kernels.
 
     ``phi(t)`` returns the value at :math:`x + t d`; ``dphi0`` is :math:`\nabla f(x)^\top d < 0`.
     Returns ``(t, f, n_evals)``, with ``t = 0`` and ``f0`` if ``max_evals`` trials all failed.
     """
+    slack = 2 * eps * abs(float(f0))
     for evals in range(1, max_evals + 1):
         f = float(phi(t))
-        if math.isfinite(f) and f <= f0 + c1 * t * dphi0:
+        if math.isfinite(f) and f <= f0 + c1 * t * dphi0 + slack:
             return t, f, evals
         t *= shrink
     return 0.0, f0, max_evals
@@ -314,6 +325,15 @@ LEVENBERG_FACTOR = 10.0
 #: Levenberg-Marquardt damping never grows past this: a run that keeps rejecting steps stays
 #: at a huge finite damping (a step of about ``-g / MAX_DAMPING``) instead of overflowing.
 MAX_DAMPING = 1e150
+
+
+def _eps_of(x):
+    """Machine epsilon of the floating-point type of ``x`` (an array or a tensor)."""
+    if _is_tensor(x):
+        import torch
+        return float(torch.finfo(x.dtype).eps)
+    dtype = np.asarray(x).dtype
+    return float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else _EPS
 
 
 def _solve(A, b):
@@ -494,7 +514,8 @@ def newton_step(value, x, f, g, H, state, *, lr=1.0, damping=0.0, line_search_fn
       (``damping=0``) is drawn to saddle points as much as to minima.
     * ``line_search_fn="backtracking"``: :math:`H + \lambda I` is made positive definite if
       needed (N&W Alg. 3.3), then :math:`t` starts at ``lr`` and is halved until the Armijo
-      condition holds (:func:`backtracking`); :math:`t = 0` if it never does.
+      condition holds, relaxed by the rounding of :math:`f` (:func:`backtracking`);
+      :math:`t = 0` if it never does.
     * ``adaptive_damping=True`` (Levenberg-Marquardt): a step that lowers :math:`f` is taken
       and :math:`\lambda \leftarrow \lambda/10`; one that does not is rejected (:math:`t = 0`)
       and :math:`\lambda \leftarrow 10\lambda`. K. Levenberg, Quart. Appl. Math. 2:164-168,
@@ -507,7 +528,7 @@ def newton_step(value, x, f, g, H, state, *, lr=1.0, damping=0.0, line_search_fn
     d, _ = newton_direction(g, H, lam, positive_definite=globalised)
     t = lr
     if line_search_fn == "backtracking":
-        t, _, _ = backtracking(lambda s: value(x + s * d), f, _dot(g, d), t)
+        t, _, _ = backtracking(lambda s: value(x + s * d), f, _dot(g, d), t, eps=_eps_of(x))
     elif adaptive_damping:
         f_trial = float(value(x + t * d))
         if math.isfinite(f_trial) and f_trial < f:

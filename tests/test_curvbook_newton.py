@@ -169,6 +169,36 @@ def test_fair_count_newton_against_tuned_gd():
     assert loose["verdict"] == "gradient descent cheaper" and tight["verdict"] == "Newton cheaper"
 
 
+def test_reference_minimum_polishes_past_an_armijo_stall(monkeypatch):
+    # At the rounding floor Armijo's test can reject Newton's good full step (it did with
+    # AVX-512 kernels, leaving the gradient at 2e-13): the reference must not depend on it.
+    prob = LogisticRegression.breast_cancer(1e-2)
+    w0 = np.zeros(prob.dim)
+    good, bound = nw.reference_minimum(prob, w0)
+    assert np.linalg.norm(prob.grad(good)) < 1e-15
+    assert bound < 1e-14 * np.linalg.norm(good)
+    stalled = good + 1e-11 * np.random.default_rng(0).standard_normal(prob.dim)
+    run = nw._newton_run
+    monkeypatch.setattr(nw, "_newton_run", lambda p, w, **kw: type(
+        "R", (), {"x": stalled, "path": run(p, w, **kw).path})())
+    assert np.linalg.norm(prob.grad(stalled)) > 1e-13
+    w, b = nw.reference_minimum(prob, w0)
+    assert np.linalg.norm(w - good) < 1e-14 * np.linalg.norm(good)
+    assert b < 1e-14 * np.linalg.norm(good)
+    # without polishing the stalled point's error bound is honest about it
+    _, b_stalled = nw.reference_minimum(prob, w0, polish=0)
+    assert b_stalled > 1e-12
+
+
+def test_targets_below_the_reference_accuracy_are_refused():
+    with pytest.raises(ValueError, match="tols"):
+        nw.newton_vs_gd(tols=(1e-3, 1e-17), seeds=(0, 1))
+    with pytest.raises(ValueError, match="tol"):
+        nw.logistic_race(tol=1e-17)
+    with pytest.raises(ValueError, match="polish"):
+        nw.reference_minimum(LogisticRegression.breast_cancer(1e-2), np.zeros(31), polish=-1)
+
+
 # ------------------------------------------------------------------ widget
 def test_explorer_rotation_matters_and_frames_are_readable():
     e = nw.newton_explorer()

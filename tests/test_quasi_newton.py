@@ -247,6 +247,21 @@ def test_backtracking_armijo():
     assert f <= 0.01 - 1e-4 * t * 0.2 and t == 0.125 and evals == 4
 
 
+@pytest.mark.parametrize("rise, accepted", [(1, True), (2, True), (8, False)])
+def test_backtracking_forgives_the_last_digit_only(rise, accepted):
+    # At the rounding floor the predicted decrease (1e-24 here) is below f's last digit: a
+    # full step whose value rounds `rise` units of the last place up is noise for 1-2 units
+    # (relaxed Armijo, 2 eps |f|), a real rise beyond that.
+    f0 = 0.0941673382877293
+    f1 = f0 + rise * np.spacing(f0)
+    t, f, evals = qn.backtracking(lambda t: f1 if t == 1.0 else f0 + 1e-3, f0, -1e-24, 1.0,
+                                  max_evals=3)
+    assert (t, evals) == ((1.0, 1) if accepted else (0.0, 3))
+    # float32's rounding is coarser: 8 units of float64's last place are noise there
+    t32, _, _ = qn.backtracking(lambda t: f1, f0, -1e-24, 1.0, eps=float(np.finfo(np.float32).eps))
+    assert t32 == 1.0
+
+
 # --------------------------------------------------------------------------------------
 # LBFGS against torch.optim.LBFGS
 # --------------------------------------------------------------------------------------
