@@ -8,6 +8,7 @@ evidence is "inconclusive".
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -43,21 +44,28 @@ def median_interval(values, confidence=0.95):
     distribution, so it suits heavy-tailed outcomes such as chaotic runs, and ``inf`` (a run
     that diverged) is an allowed value. Returns ``(median, low, high)``.
     """
-    from scipy import stats
     x = np.sort(np.asarray(values, dtype=float))
     if x.ndim != 1 or np.isnan(x).any():
         raise ValueError(f"values must be 1-D without NaN, got shape {x.shape}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     n = len(x)
-    j = 0  # 1-based rank of the interval's lower end; 0: not enough values
-    for k in range(1, n // 2 + 1):
-        if 1 - 2 * float(stats.binom.cdf(k - 1, n, 0.5)) >= confidence:
-            j = k
+    j = _median_rank(n, float(confidence))
     if j == 0:
         raise ValueError(f"values must hold enough numbers for a {confidence:.0%} interval "
                          f"of the median (6 for 95%), got {n}")
     return float(np.median(x)), float(x[j - 1]), float(x[n - j])
+
+
+@lru_cache(maxsize=None)
+def _median_rank(n, confidence):
+    """1-based rank of the lower end of :func:`median_interval` for ``n`` values (0: none)."""
+    from scipy import stats
+    j = 0
+    for k in range(1, n // 2 + 1):
+        if 1 - 2 * float(stats.binom.cdf(k - 1, n, 0.5)) >= confidence:
+            j = k
+    return j
 
 
 def verdict(low, high, above="first cheaper", below="second cheaper"):
