@@ -53,7 +53,10 @@ lab: $(STAMP)
 	    $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # test-robustness re-executes every notebook under a second rounding regime (tools/robustness.py).
-test: test-lib test-notebooks test-robustness test-site test-pdf test-lab
+# The PDF print and the JupyterLab test run side by side ($(JOBS) at a time): each keeps about one
+# core busy, and the Lab test mostly waits for its server and kernel.
+test: test-lib test-notebooks test-robustness test-site
+	$(MAKE) --no-print-directory --output-sync=target -j$(JOBS) test-pdf test-lab
 
 # The wheel test (about two minutes, one test) first, so that it does not finish last alone.
 test-lib: $(STAMP)
