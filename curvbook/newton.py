@@ -35,7 +35,8 @@ from .stats import paired_ratio, verdict
 
 __all__ = ["quadratic", "best_fixed_lr", "gd_quadratic_path", "diagonal_newton_quadratic_path",
            "gd_path", "gd_steps_grid", "lr_grid", "tune_gd", "steps_to", "span",
-           "quadratic_race", "iteration_table", "rosenbrock_race", "reference_minimum", "newton_flops", "logistic_race", "newton_vs_gd", "digits_table",
+           "quadratic_race", "iteration_table", "rosenbrock_race", "reference_minimum",
+           "newton_flops", "logistic_race", "newton_vs_gd", "digits_table",
            "error_panel", "plot_race", "plot_rosenbrock", "plot_logistic", "newton_explorer",
            "EXPLORERS"]
 
@@ -398,13 +399,14 @@ def logistic_race(l2=1e-2, *, tol=1e-6, gd_lrs=None, gd_maxiter=50_000):
     The problem is :meth:`curvlib.landscapes.LogisticRegression.breast_cancer` (``l2``).
 
     The reference :math:`w^\star` is :func:`reference_minimum` from :math:`w = 0`; a ``tol``
-    less than 100 times its error bound raises. ``gd_lrs`` maps names to gradient-descent steps (default: the global
-    smoothness bound's :math:`1/L` and :math:`2/(\lambda_{\max}+\lambda_{\min})` of the
-    Hessian at :math:`w^\star`, the best fixed step for the local quadratic). Counts steps to
+    less than 100 times its error bound raises. ``gd_lrs`` maps names to gradient-descent
+    steps (default: the global smoothness bound's :math:`1/L` and
+    :math:`2/(\lambda_{\max}+\lambda_{\min})` of the Hessian at :math:`w^\star`, the best
+    fixed step for the local quadratic). Counts steps to
     :math:`\|w - w^\star\| \le` ``tol`` :math:`\|w^\star\|` and their floating-point
     operations (:func:`newton_flops`; ``flops_gradient`` per GD step). Returns a dict with
-    ``problem``, ``w_star``, ``reference_error`` (its error bound), ``eigenvalues`` (of the Hessian at :math:`w^\star`), ``kappa``,
-    ``lrs``, ``paths``, ``steps`` and ``flops``; the GD keys are ``"gradient descent
+    ``problem``, ``w_star``, ``reference_error`` (its error bound), ``eigenvalues`` (of the
+    Hessian at :math:`w^\star`), ``kappa``, ``lrs``, ``paths``, ``steps`` and ``flops``; the GD keys are ``"gradient descent
     (<name>)"``.
     """
     prob = LogisticRegression.breast_cancer(l2)

@@ -297,12 +297,12 @@ def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30, ep
 
     The term :math:`2\epsilon_f` is the relaxed Armijo condition of Shi, Xie, Byrd & Nocedal
     (SIAM J. Optim. 32(1):29-55, 2022) for a function computed with error at most
-    :math:`\epsilon_f`; here :math:`\epsilon_f = \epsilon\,|f(x)|`, one unit of rounding of
-    the value's floating-point type (``eps``: double precision's machine epsilon unless the
-    caller says otherwise, e.g. float32's for a float32 model). It matters only at the rounding floor, where the
-    predicted decrease :math:`c_1 t\,\nabla f^\top d` is smaller than the last digit of
-    :math:`f`: without it the test accepts or rejects a good step on whether the last bit
-    of :math:`f(x+td)` rounds up, which depends on the CPU's vector kernels.
+    :math:`\epsilon_f`; here :math:`\epsilon_f = \epsilon\,|f(x)|`, about one unit in the
+    last place of :math:`f` (``eps``: double precision's machine epsilon unless the caller
+    says otherwise, e.g. float32's for a float32 model). It matters only at the rounding
+    floor, where the predicted decrease :math:`c_1 t\,\nabla f^\top d` is smaller than the
+    last digit of :math:`f`: without it the test accepts or rejects a good step on whether
+    the last bit of :math:`f(x+td)` rounds up, which depends on the CPU's vector kernels.
 
     ``phi(t)`` returns the value at :math:`x + t d`; ``dphi0`` is :math:`\nabla f(x)^\top d < 0`.
     Returns ``(t, f, n_evals)``, with ``t = 0`` and ``f0`` if ``max_evals`` trials all failed.
