@@ -18,7 +18,7 @@ PINNED := $(BIN)/python tools/numerics.py --
 # No MPLBACKEND here: a kernel that inherits Agg would not show figures inline.
 
 .PHONY: venv assets book lab pdf test test-lib test-notebooks test-robustness test-site test-pdf \
-        test-lab notebooks screenshots bench clean
+        test-lab test-wheel notebooks screenshots bench clean
 
 venv: $(STAMP)
 
@@ -53,16 +53,24 @@ lab: $(STAMP)
 	    $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # test-robustness re-executes every notebook under a second rounding regime (tools/robustness.py).
-# The PDF print and the JupyterLab test run side by side ($(JOBS) at a time): each keeps about one
-# core busy, and the Lab test mostly waits for its server and kernel.
-test: test-lib test-notebooks test-robustness test-site
-	$(MAKE) --no-print-directory --output-sync=target -j$(JOBS) test-pdf test-lab
+# Stages that keep only about one core busy run in pairs ($(JOBS) at a time): the site tests (one
+# Chromium) beside the wheel test (an install, then one kernel), the PDF print beside the
+# JupyterLab test (which mostly waits for its server and kernel).
+PAIR := $(MAKE) --no-print-directory --output-sync=target -j$(JOBS)
+test: test-lib test-notebooks test-robustness
+	$(PAIR) test-site test-wheel
+	$(PAIR) test-pdf test-lab
 
-# The wheel test (about two minutes, one test) first, so that it does not finish last alone.
+WHEEL_TEST := tests/test_install.py::test_wheel_runs_chapters_from_an_empty_folder
+
 test-lib: $(STAMP)
-	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests/test_install.py tests -q \
+	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest tests -q --deselect $(WHEEL_TEST) \
 	    --ignore=tests/test_site.py --ignore=tests/test_pdf.py --ignore=tests/test_lab.py \
-	    -n $(JOBS) --dist loadfile --no-loadscope-reorder
+	    -n $(JOBS) --dist loadfile
+
+# The wheel, installed into a fresh venv, runs two chapters from an empty folder (about two minutes).
+test-wheel: $(STAMP)
+	MPLBACKEND=Agg $(PINNED) $(BIN)/python -m pytest $(WHEEL_TEST) -q
 
 # Strict nbval: every output compared; the sanitizer only masks what legitimately varies.
 # Notebooks side by side, one thread each (their outputs do not depend on the thread count),

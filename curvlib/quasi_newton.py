@@ -31,6 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._checks import check_int, check_nonnegative, check_positive, check_unit_interval
+
 __all__ = ["two_loop_direction", "update_memory", "lbfgs_direction", "bfgs_inverse_update",
            "strong_wolfe", "backtracking", "newton_direction", "lbfgs", "LBFGSRun",
            "newton_step", "LEVENBERG_FACTOR", "MAX_DAMPING", "MAX_DAMPING_DOUBLINGS"]
@@ -307,7 +309,11 @@ def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30, ep
     ``phi(t)`` returns the value at :math:`x + t d`; ``dphi0`` is :math:`\nabla f(x)^\top d < 0`.
     Returns ``(t, f, n_evals)``, with ``t = 0`` and ``f0`` if ``max_evals`` trials all failed.
     """
-    slack = 2 * eps * abs(float(f0))
+    c1 = check_unit_interval("c1", c1)
+    if not 0 < check_unit_interval("shrink", shrink):
+        raise ValueError(f"shrink must be in (0, 1), got {shrink}")
+    t, max_evals = check_positive("t", t), check_int("max_evals", max_evals, minimum=1)
+    slack = 2 * check_nonnegative("eps", eps) * abs(float(f0))
     for evals in range(1, max_evals + 1):
         f = float(phi(t))
         if math.isfinite(f) and f <= f0 + c1 * t * dphi0 + slack:

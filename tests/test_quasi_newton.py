@@ -247,6 +247,15 @@ def test_backtracking_armijo():
     assert f <= 0.01 - 1e-4 * t * 0.2 and t == 0.125 and evals == 4
 
 
+@pytest.mark.parametrize("kwargs, name", [
+    ({"c1": 1.0}, "c1"), ({"shrink": 0.0}, "shrink"), ({"shrink": 1.0}, "shrink"),
+    ({"t": 0.0}, "t"), ({"max_evals": 0}, "max_evals"), ({"eps": -1e-16}, "eps"),
+    ({"eps": float("nan")}, "eps")])
+def test_backtracking_names_a_bad_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}"):
+        qn.backtracking(lambda t: 0.0, 1.0, -1.0, **kwargs)
+
+
 @pytest.mark.parametrize("rise, accepted", [(1, True), (2, True), (8, False)])
 def test_backtracking_forgives_the_last_digit_only(rise, accepted):
     # At the rounding floor the predicted decrease (1e-24 here) is below f's last digit: a
