@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_int, check_nonnegative, check_positive, check_unit_interval
+from ._checks import check_int, check_nonnegative, check_unit_interval
 
 __all__ = ["two_loop_direction", "update_memory", "lbfgs_direction", "bfgs_inverse_update",
            "strong_wolfe", "backtracking", "newton_direction", "lbfgs", "LBFGSRun",
@@ -312,7 +312,7 @@ def backtracking(phi, f0, dphi0, t=1.0, *, c1=1e-4, shrink=0.5, max_evals=30, ep
     c1 = check_unit_interval("c1", c1)
     if not 0 < check_unit_interval("shrink", shrink):
         raise ValueError(f"shrink must be in (0, 1), got {shrink}")
-    t, max_evals = check_positive("t", t), check_int("max_evals", max_evals, minimum=1)
+    t, max_evals = check_nonnegative("t", t), check_int("max_evals", max_evals, minimum=1)
     slack = 2 * check_nonnegative("eps", eps) * abs(float(f0))
     for evals in range(1, max_evals + 1):
         f = float(phi(t))

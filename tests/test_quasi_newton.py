@@ -249,7 +249,7 @@ def test_backtracking_armijo():
 
 @pytest.mark.parametrize("kwargs, name", [
     ({"c1": 1.0}, "c1"), ({"shrink": 0.0}, "shrink"), ({"shrink": 1.0}, "shrink"),
-    ({"t": 0.0}, "t"), ({"max_evals": 0}, "max_evals"), ({"eps": -1e-16}, "eps"),
+    ({"t": -1.0}, "t"), ({"max_evals": 0}, "max_evals"), ({"eps": -1e-16}, "eps"),
     ({"eps": float("nan")}, "eps")])
 def test_backtracking_names_a_bad_argument(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name}"):
