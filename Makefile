@@ -53,13 +53,13 @@ lab: $(STAMP)
 	    $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # test-robustness re-executes every notebook under a second rounding regime (tools/robustness.py).
-# Stages that keep only about one core busy run in pairs ($(JOBS) at a time): the site tests (one
-# Chromium) beside the wheel test (an install, then one kernel), the PDF print beside the
-# JupyterLab test (which mostly waits for its server and kernel).
-PAIR := $(MAKE) --no-print-directory --output-sync=target -j$(JOBS)
+# The last four stages keep only about one core busy each (one Chromium, or one install and one
+# kernel), so one make runs them $(JOBS) at a time and builds the site once for the two that read
+# it: the site build and tests beside the wheel test, then the PDF print and the JupyterLab test
+# (which mostly waits for its server and kernel) as slots free.
+SHARE := $(MAKE) --no-print-directory --output-sync=target -j$(JOBS)
 test: test-lib test-notebooks test-robustness
-	$(PAIR) test-site test-wheel
-	$(PAIR) test-pdf test-lab
+	$(SHARE) test-site test-wheel test-pdf test-lab
 
 WHEEL_TEST := tests/test_install.py::test_wheel_runs_chapters_from_an_empty_folder
 

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 __all__ = ["save_results", "load_results", "results_dir", "chapter_dir", "explorers",
-           "LECTURE_TABLE", "Quote", "Quotes"]
+           "LECTURE_TABLE", "Quote", "Quotes", "power_of_ten", "significant"]
 
 #: The lecture's comparison table, verbatim in content, as method -> (memory, convergence, use
 #: case). Chapter 3 measures it and chapter 10 sets the book's findings beside it.
@@ -90,4 +90,4 @@ def explorers():
                  evidence.sensitivity_explorer, evidence.bands_explorer, diagnose.run_doctor,
                  summary.convergence_explorer]
     return {f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}": f for f in factories}
-from .quotes import Quote, Quotes, _plain, write_atomic  # noqa: E402  (the numbers the text quotes)
+from .quotes import Quote, Quotes, _plain, power_of_ten, significant, write_atomic  # noqa: E402  (the numbers the text quotes)

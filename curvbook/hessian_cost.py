@@ -39,6 +39,7 @@ from curvlib import plots
 from curvlib._checks import check_choice, check_int, check_positive
 from curvlib.landscapes import LogisticRegression
 from curvlib.runs import single_thread
+from .quotes import power_of_ten
 
 __all__ = ["PRECISIONS", "REFERENCE_MACHINE", "FONT_SIZE", "memory_rows", "memory_markdown",
            "check_500tb", "inversion_rows", "inversion_markdown", "check_gpt3", "walls",
@@ -519,8 +520,7 @@ def kappa_by_cutoff(eigenvalues, relative_cutoffs=(1e-2, 1e-4, 1e-6, 1e-8)):
 
 def _power_of_ten(x):
     """``10⁻³`` for 1e-3 (a power of ten in plain Unicode, no mathtext)."""
-    e = round(math.log10(x))
-    return "10" + str(e).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return power_of_ten(round(math.log10(x)))
 
 
 def _tick_label(v):

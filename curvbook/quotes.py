@@ -47,7 +47,7 @@ import os
 import string
 from pathlib import Path
 
-__all__ = ["Quote", "Quotes"]
+__all__ = ["Quote", "Quotes", "power_of_ten", "significant"]
 
 #: Environment variable: if set to 1, a missing quote is an error, never read from the file.
 STRICT_ENV = "CURVBOOK_QUOTES_STRICT"
@@ -91,6 +91,28 @@ class Quote:
         if self.markdown:
             out["markdown"] = True
         return out
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def power_of_ten(exponent):
+    """``"10⁻¹⁵"`` for ``exponent=-15``: a power of ten in plain Unicode, for prose, tables and
+    figure labels (no LaTeX, no mathtext). Round a value's ``log10`` to choose the exponent."""
+    if isinstance(exponent, bool) or not isinstance(exponent, numbers.Integral):
+        raise TypeError(f"exponent must be an integer, got {exponent!r}")
+    return "10" + str(int(exponent)).translate(_SUPERSCRIPT)
+
+
+def significant(x, digits=2):
+    """``x`` rounded to ``digits`` significant figures, written without trailing zeros or an
+    exponent while it fits: ``significant(251.3)`` is ``"250"``, ``significant(0.2349)`` is
+    ``"0.23"`` (``"{:.2g}"`` would give ``"2.5e+02"`` for the first)."""
+    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 1:
+        raise ValueError(f"digits must be a positive integer, got {digits!r}")
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+        raise ValueError(f"x must be a finite real number, got {x!r}")
+    return f"{float(f'{x:.{digits}g}'):g}"
 
 
 def write_atomic(path, text):

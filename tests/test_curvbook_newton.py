@@ -241,3 +241,11 @@ def test_explorer_rotation_matters_and_frames_are_readable():
 def test_bad_input(call, exc, word):
     with pytest.raises(exc, match=word):
         call()
+
+
+def test_logistic_race_reference_is_reference_minimum_of_its_own_newton_run():
+    r = nw.logistic_race(tol=1e-3, gd_maxiter=5_000)
+    w, bound = nw.reference_minimum(r["problem"], np.zeros(r["problem"].dim))
+    assert np.array_equal(r["w_star"], w) and r["reference_error"] == bound
+    # the Newton path it races is the run the reference was polished from
+    assert np.linalg.norm(r["paths"]["Newton"][-1] - w) <= 1e-12 * np.linalg.norm(w)

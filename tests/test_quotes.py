@@ -10,13 +10,32 @@ import nbformat
 import numpy as np
 import pytest
 
-from curvbook import Quote, Quotes
+from curvbook import Quote, Quotes, power_of_ten, significant
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 import evalroles  # noqa: E402
 import glue_to_eval  # noqa: E402
+
+
+# ------------------------------------------------------------------ the formatters
+def test_power_of_ten_writes_superscript_exponents():
+    assert power_of_ten(-15) == "10⁻¹⁵" and power_of_ten(3) == "10³" and power_of_ten(0) == "10⁰"
+    assert power_of_ten(np.int64(-6)) == "10⁻⁶"
+    for bad in (1.5, "3", True, None):
+        with pytest.raises(TypeError, match="exponent"):
+            power_of_ten(bad)
+
+
+def test_significant_rounds_without_exponent_or_trailing_zeros():
+    assert significant(251.3) == "250" and f"{251.3:.2g}" == "2.5e+02"
+    assert significant(0.2349) == "0.23" and significant(27.0) == "27"
+    assert significant(1.0) == "1" and significant(0.16) == "0.16"
+    assert significant(np.float64(13.49), 3) == "13.5"
+    for x, d in ((float("inf"), 2), (float("nan"), 2), ("1", 2), (1.0, 0), (1.0, 2.0)):
+        with pytest.raises(ValueError, match="digits" if x == 1.0 else "x must"):
+            significant(x, d)
 
 
 # ------------------------------------------------------------------ the registry
