@@ -54,12 +54,19 @@ lab: $(STAMP)
 
 # test-robustness re-executes every notebook under a second rounding regime (tools/robustness.py).
 # The last four stages keep only about one core busy each (one Chromium, or one install and one
-# kernel), so one make runs them $(JOBS) at a time and builds the site once for the two that read
-# it: the site build and tests beside the wheel test, then the PDF print and the JupyterLab test
-# (which mostly waits for its server and kernel) as slots free.
+# kernel), so one make runs them in two lanes and builds the site once for the two that read it:
+# the site build, then its tests (the longest chain, about 3 minutes), beside the wheel test, then
+# the JupyterLab test, then the PDF print and its test. Left to itself, make starts the JupyterLab
+# test as soon as the site is built and holds the site tests back by a minute: TEST_LANES orders
+# the second lane.
 SHARE := $(MAKE) --no-print-directory --output-sync=target -j$(JOBS)
 test: test-lib test-notebooks test-robustness
-	$(SHARE) test-site test-wheel test-pdf test-lab
+	$(SHARE) TEST_LANES=1 test-site test-wheel test-pdf test-lab
+
+ifdef TEST_LANES
+test-lab: | test-wheel
+pdf: | test-lab
+endif
 
 WHEEL_TEST := tests/test_install.py::test_wheel_runs_chapters_from_an_empty_folder
 

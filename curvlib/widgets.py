@@ -24,6 +24,11 @@ A run that blows up is a result, not a crash: ``render`` may raise :class:`Diver
 as ``"diverged at step 12"``; the Explorer shows that text under the figure, in red, and
 never an exception or an empty plot. :func:`curvlib.runs.divergence_step` finds the
 step for you.
+
+With ``CURVLIB_EXPLORER_PICTURES=0`` in the environment, frames keep their text but not their
+picture (an empty PNG; ``render`` still runs, so its errors still show): for checks that compare
+text only, such as ``tools/robustness.py``, which then skip the drawing that takes most of a
+frame's time.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ import itertools
 import json
 import math
 import numbers
+import os
 import re
 import time
 import warnings
@@ -44,7 +50,7 @@ import numpy as np
 from ._checks import check_int, check_positive, check_size
 
 __all__ = ["Explorer", "Frame", "Diverged", "format_value", "says_diverged", "time_update",
-           "FRAME_MAX_BYTES", "MIN_DPI"]
+           "FRAME_MAX_BYTES", "MIN_DPI", "PICTURES_ENV"]
 
 #: Mimetype of an ipywidgets view, as Jupyter front ends and myst-nb know it.
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
@@ -71,7 +77,7 @@ class Frame:
     """One precomputed picture of an Explorer: the control values, the PNG and the summary."""
 
     values: tuple          # ((name, value), ...) in control order
-    png: bytes
+    png: bytes             # empty when PICTURES_ENV is "0"
     text: str
     diverged: bool
 
@@ -117,6 +123,8 @@ FRAME_MAX_BYTES = 2 ** 26
 #: The smallest resolution an Explorer draws at: a 4-point font is then a pixel high
 #: (matplotlib's font renderer fails on a font smaller than a pixel, e.g. at ``dpi=1``)
 MIN_DPI = 20
+#: The environment variable that, set to ``0``, leaves the pictures out of Explorer frames
+PICTURES_ENV = "CURVLIB_EXPLORER_PICTURES"
 
 
 class Explorer:
@@ -214,6 +222,7 @@ class Explorer:
         self._alt = alt if alt is not None else \
             f"Figure with controls {', '.join(self._labels.values())}"
         self._cache = {}
+        self._canvas = None         # one Agg canvas draws every frame (see draw)
         self._widget = None
         self.control_widgets = {}   # name -> ipywidgets control, once widget() was built
         self.image_widget = None
@@ -251,8 +260,16 @@ class Explorer:
         """Render one frame afresh (no cache): what a live update costs. Unset controls keep
         their current values."""
         full = {**self._values, **self._check_values(values)}
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         fig = Figure(figsize=self._figsize, dpi=self._dpi, layout=self._layout)
+        # A fresh figure each time, on the same canvas: its renderer, and matplotlib's cache of
+        # text sizes kept per renderer, carry over from frame to frame.
+        if self._canvas is None:
+            self._canvas = FigureCanvasAgg(fig)
+        else:
+            self._canvas.figure = fig
+            fig.set_canvas(self._canvas)
         if self._layout is None:
             fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.9, wspace=0.3)
         text, diverged = "", False
@@ -276,10 +293,11 @@ class Explorer:
             fig.text(0.5, 0.5, text or "nothing to draw for these values", ha="center",
                      va="center", fontsize=13, color="#b00020" if diverged else "0.3",
                      wrap=True)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self._dpi, facecolor="white",
-                    metadata={"Software": None})
-        png = _shrink_png(buf.getvalue())
+        png = b""
+        if os.environ.get(PICTURES_ENV, "1") != "0":
+            fig.patch.set_facecolor("white")
+            self._canvas.draw()
+            png = _palette_png(self._canvas.buffer_rgba())
         return Frame(tuple((n, full[n]) for n in self._controls), png, text, diverged)
 
     def frame(self, **values):
@@ -425,10 +443,11 @@ class Explorer:
         return bundle
 
 
-def _shrink_png(png):
-    """Re-encode a matplotlib PNG with a 256-colour palette: about 3x smaller, same look, ~10 ms."""
+def _palette_png(rgba):
+    """A drawn canvas's RGBA pixels as a PNG with a 256-colour palette: about 3x smaller than
+    matplotlib's own PNG, same look."""
     from PIL import Image
-    img = Image.open(io.BytesIO(png)).convert("RGB")
+    img = Image.fromarray(np.asarray(rgba)).convert("RGB")
     out = io.BytesIO()
     img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
         out, format="PNG")

@@ -90,6 +90,21 @@ def page(browser):
     context.close()
 
 
+def prose_showing(page, texts, timeout=60_000):
+    """The rendered prose once every one of ``texts`` is in it, or as it is after ``timeout``
+    ms (the caller's assertion then names what is missing). jupyterlab-myst renders Markdown
+    cells one by one, after the first math appears and slower on a busy machine: read too
+    early, the prose lacks its later cells."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try:
+        page.wait_for_function(f"(texts) => {{ const p = ({PROSE_JS})(); "
+                               "return texts.every(t => p.includes(t)); }",
+                               arg=list(texts), timeout=timeout, polling=500)
+    except PlaywrightTimeout:
+        pass
+    return page.evaluate(PROSE_JS)
+
+
 def distinctive(texts, prose_source):
     """Quoted texts that cannot appear in the prose by accident (not in its source)."""
     return {e: t for e, t in texts.items()
@@ -101,10 +116,10 @@ def test_committed_numbers_and_myst_render_before_the_notebook_runs(served, page
     lab.open_notebook(page, served, CHAPTER)
     # chapter 1's claim checks are code outputs now (claims.box); its prose has math from the top
     page.wait_for_selector(".jp-MarkdownCell .myst .katex", timeout=60_000)
-    prose = page.evaluate(PROSE_JS)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     check = distinctive(texts, source)
     assert len(check) >= 5
+    prose = prose_showing(page, check.values())
     missing = {e: t for e, t in check.items() if t not in prose}
     assert not missing, f"committed numbers not shown: {missing}"
     assert not page.evaluate(UNEVALUATED_JS), "expressions shown as source"
@@ -130,9 +145,9 @@ def test_run_all_computes_the_numbers_and_the_widget_responds(served, page, comm
     assert state["unrun"] == 0 and state["code"] > 5
     page.wait_for_function(f"() => ({UNEVALUATED_JS})().length === 0", timeout=60_000)
     assert not page.evaluate(EXPR_ERRORS_JS), "an {eval} expression raised in the kernel"
-    prose = page.evaluate(PROSE_JS)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     check = distinctive(texts, source)
+    prose = prose_showing(page, check.values())
     missing = {e: t for e, t in check.items() if t not in prose}
     assert not missing, f"numbers not computed into the prose: {missing}"
     handle, image = lab.slider_and_image(page)

@@ -196,6 +196,7 @@ def test_regimes():
         rb.regime_env("fast")
     env = rb.kernel_env("/tmp/w", "perturbed")
     assert env["OMP_NUM_THREADS"] == "1" and env["CURVBOOK_RESULTS"] == "/tmp/w/chapters/results"
+    assert env["CURVLIB_EXPLORER_PICTURES"] == "0"   # text is compared, pictures are not drawn
 
 
 # ---------------------------------------------------------------------------------------------

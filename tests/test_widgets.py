@@ -56,6 +56,33 @@ def test_frames_cover_every_combination_in_row_major_order():
     assert len({f.png for f in frames}) == 9
 
 
+def test_frames_on_the_shared_canvas_equal_frames_drawn_alone():
+    """One canvas draws every frame of an Explorer: nothing carries over from one frame to the
+    next (a frame drawn after eight others is the frame a new Explorer draws first)."""
+    ex = make()
+    last = ex.frames()[-1]
+    alone = make(initial=last.as_dict()).frame()
+    assert alone.png == last.png and alone.text == last.text
+
+
+def test_frames_without_pictures_keep_their_text(monkeypatch):
+    pictures = make().frames()
+    monkeypatch.setenv(widgets.PICTURES_ENV, "0")
+    calls = []
+
+    def render(fig, **values):
+        calls.append(values)
+        return gd_quadratic(fig, **values)
+    ex = Explorer(render, {"kappa": [1, 10, 100], "lr": [0.001, 0.01, 0.03]}, dpi=30,
+                  figsize=(2.0, 1.5))
+    text_only = ex.frames()
+    assert len(calls) == 9                         # render still runs for every frame
+    assert all(f.png == b"" for f in text_only)
+    assert [(f.values, f.text, f.diverged) for f in text_only] == \
+        [(f.values, f.text, f.diverged) for f in pictures]
+    assert repr(ex) == repr(make())                # what the robustness check compares
+
+
 def test_set_moves_controls_and_changes_the_figure():
     ex = make()
     first = ex.set(kappa=1, lr=0.001)

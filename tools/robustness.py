@@ -17,7 +17,8 @@ committed run:
   count ``n_...``, a number of ``fail``-ures or ``diverg``-ences) and a number that follows a
   decision word in the text ("lr 0.1"); any other number has no declared tolerance, so its
   relative change is reported, not judged;
-* **outputs** of code cells (Markdown tables, printed text; not images, not cells tagged
+* **outputs** of code cells (Markdown tables, printed text; not images, which the kernels here
+  leave out of Explorer frames (``curvlib.widgets.PICTURES_ENV``), not cells tagged
   ``nbval-ignore-output``): the words and their order must match (so a ranking, a chosen
   method, a "yes"/"no" cannot flip), and so must the numbers in a table column whose header
   names a decision (``tuned lr``); other numbers are reported;
@@ -52,6 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numerics  # noqa: E402
+from curvlib.widgets import PICTURES_ENV  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
@@ -95,7 +97,10 @@ def kernel_env(workdir, regime="perturbed"):
     env = {k: v for k, v in os.environ.items() if k not in _PINNED_KEYS and k != "MPLBACKEND"}
     env.update({k: v for k, v in regime_env(regime).items() if v is not None})
     env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                "CURVBOOK_RESULTS": str(Path(workdir) / "chapters" / "results")})
+                "CURVBOOK_RESULTS": str(Path(workdir) / "chapters" / "results"),
+                # the comparison reads text, never pictures: Explorer frames skip their drawing
+                # (three quarters of their time; their render functions still run)
+                PICTURES_ENV: "0"})
     return env
 
 
