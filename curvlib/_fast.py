@@ -211,6 +211,9 @@ def rmsprop(params, grads, states, scratch=None, *, lr, alpha=0.99, eps=1e-8,
             torch._foreach_lerp_(ga, g, 1 - alpha)
             for si, ai, wi in zip(sq, ga, W):
                 torch.addcmul(si, ai, ai, value=-1, out=wi)
+                # inf, not inf - inf = NaN, where g^2 overflowed (rules._variance): the fused
+                # addcmul gives inf or NaN there depending on the CPU's kernels
+                wi.masked_fill_(si == math.inf, math.inf)
             torch._foreach_sqrt_(W)
         else:
             for si, wi in zip(sq, W):

@@ -52,9 +52,12 @@ def _sqrt(x):
 def _variance(square_avg, mean):
     """``square_avg - mean**2``, and ``inf`` where ``square_avg`` is ``inf``.
 
-    When :math:`g^2` overflows, ``mean**2`` overflows too and ``inf - inf`` would be NaN;
-    torch's fused ``addcmul`` (the fast path's and torch.optim's) gives ``inf`` there, so
-    the step is 0 instead of NaN. Elsewhere this is the plain difference.
+    When :math:`g^2` overflows, ``mean**2`` overflows too and ``inf - inf`` would be NaN, so
+    the step is 0 instead of NaN. torch's fused ``addcmul`` gives ``inf`` there with its AVX2
+    kernels but NaN with its portable ones (``ATEN_CPU_CAPABILITY=default``), and so does
+    torch.optim.RMSprop; the fast path (:func:`curvlib._fast.rmsprop`) applies the same rule
+    as this function, so curvlib's two paths agree on every CPU. Elsewhere this is the plain
+    difference.
     """
     var = square_avg - mean * mean
     overflowed = square_avg == math.inf

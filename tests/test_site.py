@@ -82,7 +82,7 @@ class Visit:
         if theme:  # the theme's own switch remembers the choice in localStorage
             self.context.add_init_script(f"localStorage.setItem('mode', '{theme}');"
                                          f"localStorage.setItem('theme', '{theme}');")
-        # an upper bound, not a timing: make test runs these beside other stages
+        # every wait's upper bound (not a timing): make test runs these beside other stages
         self.context.set_default_timeout(60_000)
         self.page = page = self.context.new_page()
         page.on("request", lambda r: self.requests.append(r.url))
@@ -94,7 +94,7 @@ class Visit:
         page.goto(url, wait_until="load")
         # MathJax typesets asynchronously: wait for its promise when the page loads it
         page.wait_for_function("() => !window.MathJax || (MathJax.startup && "
-                               "MathJax.startup.promise)", timeout=60_000)
+                               "MathJax.startup.promise)")
         page.evaluate("() => window.MathJax ? MathJax.startup.promise.then(() => true) : true")
         page.wait_for_load_state("networkidle")
 
@@ -426,10 +426,10 @@ def test_search_finds_the_hessian(visit, base_url):
     box.first.press("Enter")
     v.page.wait_for_url(re.compile(r"search\.html\?q=Hessian"))
     results = v.page.locator("#search-results li")
-    results.first.wait_for(timeout=60_000)
+    results.first.wait_for()
     # Sphinx fills the list progressively and writes its summary when it is done;
     # the order among chapters is its own scoring, so ask only that chapters are found.
-    v.page.locator("#search-results p.search-summary").wait_for(timeout=60_000)
+    v.page.locator("#search-results p.search-summary").wait_for()
     v.page.wait_for_function(
         "document.querySelector('#search-results p.search-summary').textContent.trim().length > 0")
     assert results.count() >= 2
